@@ -1,0 +1,307 @@
+"""The Stage interface and the runner that pulls records through a chain of stages.
+
+A stage reads an iterator of records and yields records. Records a stage drops are not yielded:
+the stage calls :meth:`Stage.reject` with a reason code, and the run store keeps them (they end
+up in ``rejects.jsonl``). Counting in/out/rejected per stage happens here, once, so stages only
+decide (the shape of datatrove's filters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth.records import Record
+from synth.store import RunStore
+
+log = logging.getLogger("synth")
+
+
+@dataclass
+class StageStats:
+    """What one stage saw: records in, records out, and drops per reason."""
+
+    records_in: int = 0
+    records_out: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in": self.records_in, "out": self.records_out,
+                "rejected": dict(sorted(self.rejected.items()))}
+
+
+@dataclass
+class Stats:
+    """Counters of one invocation; written to ``stats.json``."""
+
+    stages: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
+    llm: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": {name: s.to_dict() for name, s in self.stages.items()},
+            "llm": dict(sorted(self.llm.items())),
+            "wall_time_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+class Progress:
+    """Reports progress; the base class is silent (used by tests and libraries)."""
+
+    def start(self, total: int | None) -> None:
+        """Called once before the first record."""
+
+    def advance(self, stats: Stats) -> None:
+        """Called after each record leaves the last stage or is rejected."""
+
+    def close(self) -> None:
+        """Called once at the end, also after an interruption."""
+
+
+class LogProgress(Progress):
+    """Plain log lines at most every ``every`` seconds, for runs without a terminal."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.total: int | None = None
+        self.done = 0
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def start(self, total: int | None) -> None:
+        self.total = total
+        self._t0 = time.monotonic()
+
+    def advance(self, stats: Stats) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            elapsed = max(now - self._t0, 1e-9)
+            log.info("progress %d/%s records, %.2f req/s, tokens in=%d out=%d, cache hits=%d",
+                     self.done, self.total if self.total is not None else "?",
+                     stats.llm["requests"] / elapsed, stats.llm["tokens_in"],
+                     stats.llm["tokens_out"], stats.llm["cache_hits"])
+
+
+class BarProgress(Progress):
+    """A rich progress bar: done/total, requests per second, tokens."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            transient=False,
+        )
+        self._task: Any = None
+        self._t0 = time.monotonic()
+
+    def start(self, total: int | None) -> None:
+        self._t0 = time.monotonic()
+        self._bar.start()
+        self._task = self._bar.add_task("generate", total=total, info="")
+
+    def advance(self, stats: Stats) -> None:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        info = (f"{stats.llm['requests'] / elapsed:.2f} req/s  tok {stats.llm['tokens_in']}"
+                f"→{stats.llm['tokens_out']}  cached {stats.llm['cache_hits']}")
+        self._bar.update(self._task, advance=1, info=info)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+def default_progress() -> Progress:
+    """A bar on a terminal, log lines otherwise."""
+    return BarProgress() if sys.stderr.isatty() else LogProgress()
+
+
+class RunContext:
+    """What stages share during one invocation: the store, the counters and one event loop.
+
+    All async stages run on the same loop so HTTP connection pools are reused across stages.
+    """
+
+    def __init__(self, store: RunStore, progress: Progress | None = None, seed: int = 0) -> None:
+        self.store = store
+        self.stats = Stats()
+        self.progress = progress or Progress()
+        self.seed = seed
+        self._runner: asyncio.Runner | None = None
+
+    @property
+    def loop(self) -> asyncio.Runner:
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+
+class Stage(ABC):
+    """One step of the pipeline: ``run(records) -> records``.
+
+    Subclasses set ``name`` and implement :meth:`run`; dropped records go through
+    :meth:`reject`. A stage that needs every record before yielding any (a coreset, a diversity
+    selection) says so by setting ``needs_all = True``.
+    """
+
+    name: str = "stage"
+    needs_all: bool = False
+
+    def __init__(self) -> None:
+        self._ctx: RunContext | None = None
+
+    def bind(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def ctx(self) -> RunContext:
+        if self._ctx is None:
+            raise RuntimeError(f"stage {self.name} used before bind()")
+        return self._ctx
+
+    @abstractmethod
+    def run(self, records: Iterator[Record]) -> Iterator[Record]:
+        """Read records, yield the ones that go on."""
+
+    def reject(self, record: Record, reason: str) -> None:
+        """Drop ``record`` with ``reason``: counted, stored, written to rejects.jsonl."""
+        record.meta["rejected"] = {"stage": self.name, "reason": reason}
+        self.ctx.stats.stages[self.name].rejected[reason] += 1
+        self.ctx.store.put_result(record, "rejected", self.name, reason)
+        self.ctx.progress.advance(self.ctx.stats)
+
+
+class Filter(Stage):
+    """A stage that only decides: :meth:`keep` returns a bool or ``(bool, reason)``."""
+
+    default_reason: str = "filtered"
+
+    @abstractmethod
+    def keep(self, record: Record) -> bool | tuple[bool, str]:
+        """Whether ``record`` goes on, optionally with the reason when it does not."""
+
+    def run(self, records: Iterator[Record]) -> Iterator[Record]:
+        for record in records:
+            verdict = self.keep(record)
+            ok, reason = verdict if isinstance(verdict, tuple) else (verdict, self.default_reason)
+            if ok:
+                yield record
+            else:
+                self.reject(record, reason)
+
+
+class AsyncStage(Stage):
+    """A stage whose work per record is a coroutine (an LLM call, a sandboxed run).
+
+    Keeps up to ``window`` records in flight and yields each as soon as it completes: one slow
+    request never holds back the others (no lock-step batches). Results come out in completion
+    order; the store orders outputs by input position.
+    """
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+
+    @abstractmethod
+    async def process(self, record: Record) -> Record | None:
+        """Work on one record; return it to go on, or call :meth:`reject` and return None."""
+
+    def run(self, records: Iterator[Record]) -> Iterator[Record]:
+        runner = self.ctx.loop
+        loop = runner.get_loop()
+        pending: set[asyncio.Task[Record | None]] = set()
+        source = iter(records)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.window:
+                    try:
+                        record = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending.add(loop.create_task(self.process(record)))
+                if not pending:
+                    return
+                done, pending = runner.run(_wait_first(pending))
+                for task in sorted(done, key=id):
+                    result = task.result()
+                    if result is not None:
+                        yield result
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending and not loop.is_closed():
+                runner.run(_gather_quietly(pending))
+
+
+async def _wait_first(tasks: set[asyncio.Task[Any]]) -> tuple[set[asyncio.Task[Any]],
+                                                                  set[asyncio.Task[Any]]]:
+    return await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _gather_quietly(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _counted(records: Iterable[Record], bump: Callable[[], None]) -> Iterator[Record]:
+    for record in records:
+        bump()
+        yield record
+
+
+def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
+               total: int | None = None) -> int:
+    """Pull every record through ``stages`` and store the survivors as kept.
+
+    Returns the number of records kept. Interruptions (Ctrl-C) propagate after everything that
+    finished has been stored; nothing already produced is lost.
+    """
+    stream: Iterable[Record] = source
+    for stage in stages:
+        stage.bind(ctx)
+        st = ctx.stats.stages[stage.name]
+        stream = _counted(stream, lambda st=st: _inc_in(st))
+        stream = _counted(stage.run(iter(stream)), lambda st=st: _inc_out(st))
+    kept = 0
+    ctx.progress.start(total)
+    try:
+        for record in stream:
+            ctx.store.put_result(record, "kept")
+            kept += 1
+            ctx.progress.advance(ctx.stats)
+    finally:
+        ctx.progress.close()
+    return kept
+
+
+def _inc_in(st: StageStats) -> None:
+    st.records_in += 1
+
+
+def _inc_out(st: StageStats) -> None:
+    st.records_out += 1

@@ -1,0 +1,77 @@
+"""The one record type that every stage reads and writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+def content_id(*parts: str | int) -> str:
+    """A short stable id from content: the same parts always give the same id.
+
+    Parts are joined with a NUL separator so ``("ab", "c")`` and ``("a", "bc")`` differ.
+    """
+    h = hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class Record:
+    """One sample on its way from a seed to a dataset row.
+
+    Attributes:
+        id: content hash of the seed (and, once a task is applied, of the task and sample
+            index), so reruns over the same inputs produce the same ids.
+        seed: the seed code the sample was made from (empty for records read from an
+            existing instruction dataset).
+        task: the task that produced instruction/response (``codegen``, ...), empty for seeds.
+        lang: programming language of the seed or of the sample.
+        instruction: the user side of the sample.
+        input: optional extra input shown with the instruction (CodeOcean's "information").
+        response: the assistant side of the sample.
+        scores: named numeric scores; a score that could not be computed is NaN, never absent.
+        meta: everything else: ``provenance`` (source, line span, file sha, license),
+            ``index`` (position in the input, used to order outputs deterministically),
+            ``model``, ``template`` / ``template_hash``, raw LLM I/O, rounds, reject reasons.
+    """
+
+    id: str
+    seed: str = ""
+    task: str = ""
+    lang: str = ""
+    instruction: str = ""
+    input: str = ""
+    response: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_seed(cls, text: str, lang: str, provenance: dict[str, Any]) -> Record:
+        """A seed record; its id depends only on the snippet text."""
+        return cls(id=content_id("seed", text), seed=text, lang=lang,
+                   meta={"provenance": dict(provenance)})
+
+    def for_task(self, task: str, sample: int = 0) -> Record:
+        """A fresh record for applying ``task`` to this seed (sample ``sample`` of several)."""
+        meta = {k: v for k, v in self.meta.items() if k in ("provenance", "index")}
+        meta["seed_id"] = self.id
+        meta["sample"] = sample
+        return replace(self, id=content_id(task, self.id, sample), task=task, instruction="",
+                       input="", response="", scores={}, meta=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,173 @@
+"""The run directory: a SQLite store for the request cache and record results, plus outputs.
+
+Layout of a run directory::
+
+    RUN/
+      store.sqlite     request cache (every LLM response, written before it is used) and the
+                       state of every record (kept / rejected), so a rerun resumes
+      seeds.jsonl      seeds with provenance (written by ``synth seeds extract``)
+      dataset/         the dataset (parquet + jsonl + README card), written by synth.emit
+      rejects.jsonl    dropped records with stage, reason and raw LLM text
+      stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
+      config.json      the resolved config, without secrets
+
+Every write is committed at once (WAL, synchronous=NORMAL) so a ``kill -9`` loses at most the
+response in flight; a second synth process on the same directory is refused by a file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from synth.errors import StoreError
+from synth.records import Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key        TEXT PRIMARY KEY,
+    model      TEXT NOT NULL,
+    response   TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    id      TEXT PRIMARY KEY,
+    ord     INTEGER NOT NULL,
+    status  TEXT NOT NULL,
+    stage   TEXT,
+    reason  TEXT,
+    gen     INTEGER NOT NULL,
+    record  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_gen ON results (gen, status, ord);
+CREATE TABLE IF NOT EXISTS runs (
+    gen        INTEGER PRIMARY KEY AUTOINCREMENT,
+    command    TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
+"""
+
+
+class RunStore:
+    """One run directory, opened by exactly one synth process at a time.
+
+    Args:
+        run_dir: the directory; created if missing.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create run directory {self.run_dir}: {exc.strerror}") from exc
+        self._lock_fd = os.open(self.run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise StoreError(
+                f"run directory {self.run_dir} is in use by another synth process; "
+                "wait for it or use another --run-dir"
+            ) from exc
+        try:
+            self.db = sqlite3.connect(self.run_dir / "store.sqlite", isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"{self.run_dir / 'store.sqlite'} is not a usable store: {exc}") from exc
+        self.gen = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def begin(self, command: str) -> int:
+        """Start a new invocation; results it writes are tagged with its generation number."""
+        cur = self.db.execute("INSERT INTO runs (command, started_at) VALUES (?, ?)",
+                              (command, time.time()))
+        self.gen = int(cur.lastrowid or 0)
+        return self.gen
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+            self.db = None  # type: ignore[assignment]
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- request cache ---------------------------------------------------------------------
+
+    def get_response(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_response(self, key: str, model: str, response: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO responses (key, model, response, created_at) VALUES (?,?,?,?)",
+            (key, model, json.dumps(response, ensure_ascii=False), time.time()),
+        )
+
+    def count_responses(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    # -- record results --------------------------------------------------------------------
+
+    def put_result(self, record: Record, status: str, stage: str | None = None,
+                   reason: str | None = None) -> None:
+        """Record the fate of one record in the current invocation (kept or rejected)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
+             record.to_json()),
+        )
+
+    def iter_results(self, status: str, batch: int = 1000) -> Iterator[tuple[str | None,
+                                                                          str | None, Record]]:
+        """Results of the current invocation with ``status``, in input order.
+
+        Yields ``(stage, reason, record)``; reads in batches so memory stays flat.
+        """
+        last = (-1, "")
+        while True:
+            rows = self.db.execute(
+                "SELECT ord, id, stage, reason, record FROM results "
+                "WHERE gen = ? AND status = ? AND (ord > ? OR (ord = ? AND id > ?)) "
+                "ORDER BY ord, id LIMIT ?",
+                (self.gen, status, last[0], last[0], last[1], batch),
+            ).fetchall()
+            if not rows:
+                return
+            for ord_, id_, stage, reason, rec in rows:
+                yield stage, reason, Record.from_json(rec)
+            last = (rows[-1][0], rows[-1][1])
+
+    def count_results(self, status: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",
+                                   (self.gen, status)).fetchone()[0])
+
+    # -- small files -----------------------------------------------------------------------
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write ``name`` atomically (temp file + rename) so a crash never leaves half a file."""
+        path = self.run_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
