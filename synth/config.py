@@ -89,21 +89,68 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    """``synth seeds extract``: Magicoder-style windows of consecutive lines."""
+    """``synth seeds extract``: which units become seeds and which of them are kept.
+
+    ``mode`` is ``window`` (Magicoder: random runs of ``min_lines``..``max_lines`` consecutive
+    lines), ``function`` (whole functions/methods/classes of ``fn_min_lines``..``fn_max_lines``
+    lines) or ``file`` (whole files of at most ``max_chars`` characters). Every unit then passes
+    the quality gates (``min_chars``, ``max_chars``, ``max_line_chars``, ``max_comment_fraction``,
+    ``min_alnum_fraction``, generated markers), exact dedup and, when ``near_dedup`` > 0 (0.85 is
+    the usual choice), MinHash near-dedup at that Jaccard threshold. ``quota`` caps seeds per
+    language (a uniform sample by ``seed``); a ``*`` entry caps every language not named.
+    """
 
     per_file: int = 1
     min_lines: int = 1
     max_lines: int = 15
     seed: int = 0
     max_file_bytes: int = 1_000_000
+    mode: str = "window"
+    fn_min_lines: int = 3
+    fn_max_lines: int = 200
+    require_doc: bool = False
+    min_chars: int = 10
+    max_chars: int = 20_000
+    max_line_chars: int = 400
+    max_comment_fraction: float = 0.8
+    min_alnum_fraction: float = 0.25
+    near_dedup: float = 0.0
+    quota: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
-        _positive("per-file", self.per_file)
-        _positive("min-lines", self.min_lines)
-        _positive("max-lines", self.max_lines)
+        for name in ("per_file", "min_lines", "max_lines", "max_file_bytes", "fn_min_lines",
+                     "fn_max_lines", "max_chars", "max_line_chars"):
+            _positive(name, getattr(self, name))
         if self.min_lines > self.max_lines:
             raise ConfigError(
                 f"--min-lines ({self.min_lines}) must not exceed --max-lines ({self.max_lines})")
+        if self.fn_min_lines > self.fn_max_lines:
+            raise ConfigError(f"--fn-min-lines ({self.fn_min_lines}) must not exceed "
+                              f"--fn-max-lines ({self.fn_max_lines})")
+        if self.mode not in ("window", "function", "file"):
+            raise ConfigError(f"--mode must be window, function or file, got {self.mode!r}")
+        for name in ("max_comment_fraction", "min_alnum_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
+        if not 0.0 <= self.near_dedup < 1.0:
+            raise ConfigError(f"--near-dedup must be in [0, 1) (0 turns it off), "
+                              f"got {self.near_dedup}")
+        for lang, cap in self.quota.items():
+            if not isinstance(cap, int) or cap < 0:
+                raise ConfigError(f"--quota {lang}={cap}: the cap must be a whole number >= 0")
+
+
+def parse_quota(items: list[str] | None) -> dict[str, int] | None:
+    """``["python=40000", "rust=5000"]`` → ``{"python": 40000, "rust": 5000}``."""
+    if not items:
+        return None
+    out: dict[str, int] = {}
+    for item in items:
+        lang, sep, num = item.partition("=")
+        if not sep or not lang.strip() or not num.strip().isdigit():
+            raise ConfigError(f"--quota takes LANG=N (e.g. python=40000), got {item!r}")
+        out[lang.strip().lower()] = int(num)
+    return out
 
 
 def _positive(name: str, value: float) -> None:

@@ -39,9 +39,11 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if _kind(p) == "parquet")
         if not files:
+            files = sorted(p for p in path.rglob("*") if _kind(p) == "arrow")
+        if not files:
             files = sorted(p for p in path.rglob("*") if _kind(p) in ("jsonl", "json"))
         if not files:
-            raise InputError(f"{path} holds no .parquet, .jsonl or .json files")
+            raise InputError(f"{path} holds no .parquet, .arrow, .jsonl or .json files")
         for f in files:
             yield from iter_rows(f)
         return
@@ -55,6 +57,8 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield from batch.to_pylist()
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
             raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
+    elif kind == "arrow":
+        yield from _iter_arrow(path)
     elif kind == "jsonl":
         yield from _iter_jsonl(path)
     elif kind == "json":
@@ -74,16 +78,35 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                 raise InputError(f"{path}: expected a list of objects")
             yield row
     else:
-        raise InputError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
+        raise InputError(f"{path}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
 
 
 def _kind(path: Path) -> str:
     name = path.name.lower()
     for suffix, kind in ((".jsonl", "jsonl"), (".jsonl.gz", "jsonl"), (".ndjson", "jsonl"),
-                         (".json", "json"), (".parquet", "parquet")):
+                         (".json", "json"), (".parquet", "parquet"), (".arrow", "arrow")):
         if name.endswith(suffix):
             return kind
     return ""
+
+
+def _iter_arrow(path: Path) -> Iterator[dict[str, Any]]:
+    """Arrow IPC files, both the file format and the stream format ``datasets`` writes."""
+    import pyarrow as pa
+
+    try:
+        source = pa.memory_map(str(path))
+        try:
+            reader: Any = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            source.seek(0)
+            reader = pa.ipc.open_stream(source)
+            batches = iter(reader)
+        for batch in batches:
+            yield from batch.to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Arrow file ({exc})") from exc
 
 
 def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -38,8 +38,8 @@ same bounds and exact recomputation keep its picks identical too.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

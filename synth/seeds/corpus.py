@@ -64,7 +64,10 @@ def iter_candidate_paths(root: Path, counts: Counter[str]) -> Iterator[Path]:
                 continue
             yield root / rel
         return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable(_: OSError) -> None:
+        counts["skip_unreadable"] += 1
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         kept = []
         for d in sorted(dirnames):
             if d in VENDORED_DIRS:
@@ -110,7 +113,15 @@ def read_source(path: Path, root: Path, counts: Counter[str],
         counts["skip_generated"] += 1
         return None
     try:
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink():
+            # Symlinks are never followed (a tree may link to itself); loops get their own count.
+            try:
+                path.resolve(strict=True)
+                counts["skip_symlink"] += 1
+            except (RuntimeError, OSError):
+                counts["skip_symlink_loop"] += 1
+            return None
+        if not path.is_file():
             counts["skip_not_regular_file"] += 1
             return None
         if path.stat().st_size > max_bytes:
@@ -133,28 +144,39 @@ def read_source(path: Path, root: Path, counts: Counter[str],
         if lang is None:
             counts["skip_not_code"] += 1
             return None
-    lines = text.splitlines()
-    if not lines:
-        counts["skip_empty"] += 1
-        return None
-    if max(map(len, lines)) > MAX_LINE_CHARS or len(text) / len(lines) > MAX_MEAN_LINE_CHARS:
-        counts["skip_minified"] += 1
-        return None
-    if GENERATED_MARK.search("\n".join(lines[:10])):
-        counts["skip_generated"] += 1
+    if not vet_text(text, counts):
         return None
     counts["files_read"] += 1
     return SourceFile(root=str(root), path=rel, lang=lang, text=text,
                       sha256=hashlib.sha256(data).hexdigest())
 
 
+def vet_text(text: str, counts: Counter[str]) -> bool:
+    """Whether decoded file content is worth taking seeds from; counts the reason if not."""
+    if "\0" in text[:8192]:
+        counts["skip_binary"] += 1
+        return False
+    lines = text.splitlines()
+    if not lines:
+        counts["skip_empty"] += 1
+        return False
+    if max(map(len, lines)) > MAX_LINE_CHARS or len(text) / len(lines) > MAX_MEAN_LINE_CHARS:
+        counts["skip_minified"] += 1
+        return False
+    if GENERATED_MARK.search("\n".join(lines[:10])):
+        counts["skip_generated"] += 1
+        return False
+    return True
+
+
 def iter_source_files(roots: Iterable[Path], counts: Counter[str],
                       max_bytes: int = 1_000_000) -> Iterator[SourceFile]:
     """Every usable source file under ``roots``, streamed one at a time."""
     for root in roots:
-        root = Path(root).resolve()
-        if not root.exists():
-            raise InputError(f"{root} does not exist")
+        try:
+            root = Path(root).resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise InputError(f"{root} cannot be read: {exc}") from exc
         for path in iter_candidate_paths(root, counts):
             source = read_source(path, root, counts, max_bytes)
             if source is not None:

@@ -51,10 +51,12 @@ class Embedder:
         model: a model name, a local model directory, or None for all-MiniLM-L6-v2.
         device: torch device for the model (None lets sentence-transformers choose).
         batch_size: texts per forward pass.
+        max_seq_length: truncate inputs to this many tokens (None: the model's default). It is
+            part of the cache key, since it changes the vectors.
     """
 
     def __init__(self, model: str | None = None, device: str | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, max_seq_length: int | None = None) -> None:
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be positive, got {batch_size}")
         name = model or DEFAULT_EMBEDDER
@@ -64,6 +66,11 @@ class Embedder:
             self.name = self.path = str(Path(name).resolve())
         else:
             self.name = self.path = name
+        if max_seq_length is not None:
+            if max_seq_length < 1:
+                raise ConfigError(f"--max-seq-length must be positive, got {max_seq_length}")
+            self.name = f"{self.name}@{max_seq_length}"
+        self.max_seq_length = max_seq_length
         self.device = device
         self.batch_size = batch_size
         self._model: Any = None
@@ -84,6 +91,8 @@ class Embedder:
                 raise ConfigError(
                     f"cannot load embedding model {self.name!r} offline ({exc}); pass a local "
                     "directory or a model already in the Hugging Face cache") from exc
+            if self.max_seq_length is not None:
+                self._model.max_seq_length = self.max_seq_length
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
