@@ -48,8 +48,15 @@ from synth.seeds.coreset import kcenter_greedy  # noqa: E402
 CACHE = ROOT / "benchmarks" / ".cache"
 
 
+POOL = 50_000  # seeds sampled from this machine's sources; the real input is a prefix of them
+
+
 def real_embeddings(n: int) -> np.ndarray:
-    """MiniLM embeddings of ``n`` real code seeds from this machine (cached as .npy)."""
+    """MiniLM embeddings of the first ``n`` of 50k real code seeds from this machine (cached).
+
+    Vectors are cached per seed id in ``benchmarks/.cache/embeddings.sqlite`` as they are
+    computed, so an interrupted or smaller run is never wasted; the matrix is saved as .npy.
+    """
     out = CACHE / f"coreset_real_{n}.npy"
     if out.exists():
         return np.load(out)
@@ -61,9 +68,10 @@ def real_embeddings(n: int) -> np.ndarray:
 
     roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
     counts: Counter[str] = Counter()
-    seeds = list(sample_seeds(extract_seeds(roots, SeedsConfig(per_file=4), counts), n, seed=0))
-    if len(seeds) < n:
-        raise SystemExit(f"only {len(seeds)} seeds on this machine, wanted {n}")
+    pool = list(sample_seeds(extract_seeds(roots, SeedsConfig(per_file=4), counts), POOL, seed=0))
+    if len(pool) < n:
+        raise SystemExit(f"only {len(pool)} seeds on this machine, wanted {n}")
+    seeds = pool[:n]
     print(f"embedding {n} seeds from {', '.join(map(str, roots))} (cached in {CACHE})",
           flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -77,16 +77,18 @@ class Embedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            # Offline unless the user explicitly allows the hub: nothing downloads by surprise.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # Offline unless the user explicitly allows the hub (HF_HUB_OFFLINE=0): nothing
+            # downloads by surprise. The env var alone is not enough once huggingface_hub has
+            # been imported, hence local_files_only as well.
+            offline = os.environ.setdefault("HF_HUB_OFFLINE", "1") != "0"
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise ConfigError("embeddings need sentence-transformers: "
                                   "pip install 'synth[embed]'") from exc
             try:
-                self._model = SentenceTransformer(self.path, device=self.device)
+                self._model = SentenceTransformer(self.path, device=self.device,
+                                                  local_files_only=offline)
             except (OSError, ValueError) as exc:
                 raise ConfigError(
                     f"cannot load embedding model {self.name!r} offline ({exc}); pass a local "
