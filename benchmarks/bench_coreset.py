@@ -14,8 +14,9 @@ Inputs (n = 50,000 × d = 384, k = 5,000 by default):
 * ``gauss``: i.i.d. standard normal float32 — no structure, the worst case for pruning.
 
 Also timed: the plain scan (one float32 matrix-vector product per pick plus a running
-minimum; not exact w.r.t. the reference) and the bandwidth bound (time to read the matrix once,
-measured with ``X.sum(axis=0)``) per pick.
+minimum; not exact w.r.t. the reference) and the bandwidth bound (time to stream the matrix
+once, ``X.max()``) per pick. Both of synth's engines are run (``lazy``, the default, and
+``prune``, the triangle-inequality scan).
 
 If the reference is too slow to run all k picks, ``--ref-picks P`` runs its first P picks and
 extrapolates the per-pick time to k picks (each reference pick costs the same: one full pass);
@@ -23,8 +24,8 @@ the table says so. Picks are compared on the prefix that both ran.
 
 Usage::
 
-    python benchmarks/bench_coreset.py                 # full size, 3 repeats of ours
-    python benchmarks/bench_coreset.py --n 20000 --k 2000 --ref-picks 500
+    python benchmarks/bench_coreset.py                  # 50k × 384, k = 5k, both inputs
+    python benchmarks/bench_coreset.py --real-n 20000 --inputs real --ref-picks 500
 """
 
 from __future__ import annotations
@@ -127,84 +128,96 @@ def plain_scan(x: np.ndarray, first: int, picks: int) -> float:
 
 
 def read_once(x: np.ndarray, repeats: int = 20) -> float:
-    """Seconds to stream the matrix through the CPU once (median): the per-pick floor of a scan."""
+    """Seconds to stream the matrix through the CPU once (``X.max()``, median): the floor of
+    any method that reads every vector at every pick."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        x.sum(axis=0)
+        x.max()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def bench(name: str, x: np.ndarray, k: int, ref_picks: int, repeats: int) -> dict[str, object]:
+def bench(name: str, x: np.ndarray, k: int, ref_picks: int, repeats: int) -> list[dict]:
     first = int(np.random.default_rng(0).integers(x.shape[0]))
-    ours_times = []
-    result = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = kcenter_greedy(x, k, initial=[first])
-        ours_times.append(time.perf_counter() - t0)
-    assert result is not None
-    ours = statistics.median(ours_times)
     ref_n = min(k, ref_picks)
     ref_idx, ref_s = reference_picks(x, first, ref_n)
     ref_full = ref_s * k / ref_n
-    identical = bool(np.array_equal(result.indices[:ref_n], ref_idx))
-    scan_s = plain_scan(x, first, min(k, max(ref_n, 200)))
-    scan_full = scan_s * k / min(k, max(ref_n, 200))
-    bound = read_once(x)
-    return {
-        "input": name, "n": x.shape[0], "d": x.shape[1], "k": k,
-        "ref_s": ref_full, "ref_measured": f"{ref_n}/{k}", "ours_s": ours,
-        "ours_runs": ", ".join(f"{t:.2f}" for t in ours_times),
-        "ratio": ref_full / ours, "scan_s": scan_full, "vs_scan": scan_full / ours,
-        "ref_ms": 1000 * ref_full / k, "scan_ms": 1000 * scan_full / k, "ours_ms": 1000 * ours / k,
-        "bound_ms": 1000 * bound, "identical": identical, "picks_compared": ref_n,
-        "radius": float(result.radii[-1]),
-    }
+    scan_full = plain_scan(x, first, ref_n) * k / ref_n
+    bound_ms = 1000 * read_once(x)
+    rows = [
+        {"input": name, "method": "reference: pairwise_distances per pick", "s": ref_full,
+         "measured": f"{ref_n}/{k}", "identical": "—"},
+        {"input": name, "method": "plain float32 scan per pick (not exact)", "s": scan_full,
+         "measured": f"{ref_n}/{k}", "identical": "—"},
+    ]
+    for engine in ("lazy", "prune"):
+        times, result = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = kcenter_greedy(x, k, initial=[first], engine=engine)
+            times.append(time.perf_counter() - t0)
+        assert result is not None
+        same = bool(np.array_equal(result.indices[:ref_n], ref_idx))
+        rows.append({"input": name, "method": f"synth kcenter_greedy engine={engine}",
+                     "s": statistics.median(times), "measured": f"{k}/{k} ×{repeats}",
+                     "identical": f"{same} ({ref_n} picks)",
+                     "runs": ", ".join(f"{t:.2f}" for t in times), "work": result.work,
+                     "radius": float(result.radii[-1])})
+    for r in rows:
+        r.update(n=x.shape[0], d=x.shape[1], k=k, ms_pick=1000 * r["s"] / k,
+                 vs_ref=ref_full / r["s"], bound_ms=bound_ms)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--n", type=int, default=50_000, help="rows of the Gaussian input")
+    ap.add_argument("--real-n", type=int, default=50_000, help="rows of the real input")
     ap.add_argument("--d", type=int, default=384, help="dimension of the Gaussian input")
-    ap.add_argument("--k", type=int, default=5_000)
+    ap.add_argument("--k", type=float, default=0.1,
+                    help="centres: a count, or a fraction of n when < 1 (default 10%%)")
     ap.add_argument("--ref-picks", type=int, default=None,
                     help="run the reference for this many picks and extrapolate (default: k)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads for every method (1: on a shared machine a second "
+                         "thread that must wait for a core slows matrix products down)")
     ap.add_argument("--inputs", default="real,gauss")
     args = ap.parse_args()
-    ref_picks = args.ref_picks or args.k
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(limits=args.blas_threads, user_api="blas")
     rows = []
     for name in args.inputs.split(","):
         if name == "real":
-            x = real_embeddings(args.n)
+            x = real_embeddings(args.real_n)
         elif name == "gauss":
             x = np.random.default_rng(1).standard_normal((args.n, args.d)).astype(np.float32)
         else:
             raise SystemExit(f"unknown input {name}")
-        rows.append(bench(name, x, args.k, ref_picks, args.repeats))
+        k = int(args.k if args.k >= 1 else round(args.k * x.shape[0]))
+        rows.extend(bench(name, x, k, args.ref_picks or k, args.repeats))
 
     import sklearn
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}")
-    print("ours = median of repeats; ref = pairwise_distances per pick "
-          "(extrapolated from the measured prefix when ref_measured < k)\n")
-    cols = ["input", "n", "d", "k", "ref_s", "ref_measured", "ours_s", "ratio", "scan_s",
-            "vs_scan", "ref_ms", "scan_ms", "ours_ms", "bound_ms", "identical", "picks_compared"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cpus, load average "
+          f"{os.getloadavg()[0]:.1f}, python {platform.python_version()}, numpy "
+          f"{np.__version__}, scikit-learn {sklearn.__version__}, BLAS threads "
+          f"{args.blas_threads}")
+    print("seconds for all k picks; ours = median of repeats; reference and scan extrapolated "
+          "from the measured picks when measured < k; bound = one streaming read of X\n")
+    print("| input | n × d | k | method | seconds | ms/pick | × reference | bound ms/pick "
+          "| measured | identical picks |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
-        print("| " + " | ".join(cells) + " |")
+        print(f"| {r['input']} | {r['n']} × {r['d']} | {r['k']} | {r['method']} | {r['s']:.2f} "
+              f"| {r['ms_pick']:.2f} | {r['vs_ref']:.1f} | {r['bound_ms']:.2f} | "
+              f"{r['measured']} | {r['identical']} |")
     for r in rows:
-        print(f"{r['input']}: ours runs {r['ours_runs']} s; final radius {r['radius']:.4f}")
+        if "runs" in r:
+            print(f"{r['input']} {r['method']}: runs {r['runs']} s, final radius "
+                  f"{r['radius']:.4f}, work {r['work']}")
 
 
 if __name__ == "__main__":

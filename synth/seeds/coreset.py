@@ -4,39 +4,44 @@ WaveCoder (Yu et al. 2023) picks diverse raw-code seeds with the k-Center-Greedy
 Savarese ("Active Learning for Convolutional Neural Networks: A Core-Set Approach", 2018), using
 Google's ``kCenterGreedy``: each pick is the point farthest from its nearest chosen centre, and
 every pick computes the distances of all ``n`` points to the new centre with
-``sklearn.metrics.pairwise_distances``. That is one full pass over the ``n × d`` matrix per pick.
+``sklearn.metrics.pairwise_distances``: one full pass over the ``n × d`` matrix per pick.
 
-This module makes the **same picks** with far less work, and without giving up exactness:
+This module makes the **same picks** with far less work, without giving up exactness:
 
-* **Distance definition.** The distance of a point ``x`` to a centre ``c`` is exactly what the
-  reference computes for float32 input: ``sqrt32(float32(max(0, (|x|² − 2·x·c) + |c|²)))`` with
-  the squared norms and dot product in float64 (:func:`exact_distances`). Ties in the running
-  minimum distance are broken like ``np.argmax``: the lowest index wins.
-* **Triangle-inequality pruning.** Each point remembers its nearest centre ``a(x)`` and its
-  distance ``m(x)``. A new centre ``c`` can only lower ``m(x)`` if ``d(c, a(x)) < 2·m(x)``, so
-  every point with ``m(x) ≤ d(c, a(x)) / 2`` is skipped without touching its vector; a cluster
-  whose largest ``m`` is below half its centre's distance to ``c`` is skipped whole. Only the
-  new centre's distances to the earlier centres (``O(k·d)``) and one pass over ``n`` float32
-  numbers are paid per pick on top of the vectors that might actually move.
-* **Cheap filter, exact decision.** The surviving candidates are screened with a float32
-  matrix-vector product and a rigorous rounding-error bound; only the few whose new distance
-  may fall below ``m(x)`` are recomputed with :func:`exact_distances`. Every bound is padded for
-  float32/float64 rounding, so a skipped point is one whose minimum provably would not change:
-  the picks are identical to the reference, not approximately equal.
-* **Scan fallback.** When pruning cannot help (high-dimensional noise, the first picks), a
-  plain float32 scan of the whole matrix is used; pruning is re-tried every few picks.
+* **Distance definition.** The distance of a row ``x`` to a centre ``c`` is what the reference
+  computes for float32 input: ``sqrt32(float32(max(0, (|x|² − 2·x·c) + |c|²)))`` with squared
+  norms and dot product in float64 (:func:`exact_distances`). Ties in the running minimum are
+  broken like ``np.argmax``: the lowest index wins. A chosen row is never picked again.
+* **Cheap screen, exact decision.** Candidate distances are screened in float32 (matrix
+  products) against a rigorous rounding-error bound; only pairs that may set a new minimum are
+  recomputed exactly. Every bound is padded for float32/float64 rounding, so a skipped pair
+  provably would not change a minimum: picks are identical, not approximately equal.
+* **Lazy evaluation** (``engine="lazy"``, the default). Each row keeps its exact minimum over
+  the centres chosen up to its last refresh: an upper bound of its true minimum. A max-heap on
+  these bounds yields the argmax after refreshing only the rows that reach its top, in batches,
+  against only the centres they have not seen. Rows far from the top are never touched again.
+* **Triangle-inequality pruning** (``engine="prune"``). Each row remembers its nearest centre
+  ``a(x)``; a new centre ``c`` can only lower ``m(x)`` if ``d(c, a(x)) < 2·m(x)``, so rows with
+  ``m(x) ≤ d(c, a(x)) / 2`` (whole clusters at once) are skipped; when most rows survive, a
+  plain float32 scan is used. On sentence embeddings distances are concentrated (MiniLM code
+  vectors: nearest-centre distances ~0.9–1.2 against centre–centre ~1.3–1.4), so this skips
+  little; the lazy engine is much faster there and on Gaussian data (see
+  ``benchmarks/bench_coreset.py``). It is kept as the scan baseline with exact pruning.
 
 Memory is the float32 matrix (``n × d``), the chosen centres (``k × d``) and a few ``O(n)``
 arrays. With ``metric="cosine"`` the rows are L2-normalised first and Euclidean k-center is
 run on them: ``|a − b|² = 2·(1 − cos(a, b))`` for unit vectors, so the order of distances is
 the cosine order; radii are reported as cosine distances.
 
-A ``device`` (``"cuda"``, ``"cpu"``, …) runs the scan variant with torch on that device; the
-same bounds and exact recomputation keep its picks identical too.
+A ``device`` (``"cuda"``, ``"cpu"``, …) runs a scan per pick with torch on that device (a GPU
+scans faster than it branches); the same bounds and exact recomputation keep its picks
+identical too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -48,10 +53,11 @@ import numpy as np
 from synth.errors import ConfigError, InputError
 
 METRICS = ("euclidean", "cosine")
+ENGINES = ("lazy", "prune")
 
 _U32 = 2.0 ** -24  # unit roundoff of float32
 _U64 = 2.0 ** -53  # unit roundoff of float64
-_CHUNK = 16384  # rows per block when a whole-matrix float64 pass is needed (bounded memory)
+_CHUNK = 4096  # rows per block when a whole-matrix float64 pass is needed (bounded memory)
 # Pruning is given up for this many picks after a pick where more than half the points were
 # candidates; the scan that replaces it makes the same picks.
 _SCAN_STREAK = 16
@@ -83,9 +89,9 @@ def exact_distances(rows: np.ndarray, rows_sq: np.ndarray, centre: np.ndarray,
                     centre_sq: float) -> np.ndarray:
     """The reference distances of float32 ``rows`` to one float32 ``centre``, as float32.
 
-    This is the definition every pick is made on; it is also what
-    ``sklearn.metrics.pairwise_distances`` returns for float32 input (float64 accumulation,
-    float32 result).
+    This is the definition every pick is made on: ``sklearn.metrics.pairwise_distances``'s
+    arithmetic for float32 input (squared norms and dot products in float64, the result
+    rounded to float32 before the square root).
 
     Args:
         rows: ``(m, d)`` float32.
@@ -93,9 +99,22 @@ def exact_distances(rows: np.ndarray, rows_sq: np.ndarray, centre: np.ndarray,
         centre: ``(d,)`` float32.
         centre_sq: float64 squared norm of ``centre``.
     """
-    dots = rows.astype(np.float64) @ centre.astype(np.float64)
-    sq = rows_sq - 2.0 * dots
-    sq += centre_sq
+    m = rows.shape[0]
+    return pair_distances(rows, rows_sq, np.broadcast_to(centre, (m, centre.shape[0])),
+                          np.full(m, centre_sq))
+
+
+def pair_distances(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray,
+                   b_sq: np.ndarray) -> np.ndarray:
+    """Reference distances between row ``i`` of ``a`` and row ``i`` of ``b`` (float32).
+
+    Both operands are made contiguous float64 so every pair goes through the same reduction
+    whatever batch it is computed in: a pair's distance never depends on its neighbours.
+    """
+    a64 = np.ascontiguousarray(a, dtype=np.float64)
+    b64 = np.ascontiguousarray(b, dtype=np.float64)
+    sq = a_sq - 2.0 * np.einsum("ij,ij->i", a64, b64)
+    sq += b_sq
     np.maximum(sq, 0.0, out=sq)
     return np.sqrt(sq.astype(np.float32))
 
@@ -135,6 +154,7 @@ def to_metric(radius: float, metric: str) -> float:
 
 def kcenter_greedy(embeddings: Any, k: int, *, metric: str = "euclidean", seed: int = 0,
                    initial: Sequence[int] | None = None, device: str | None = None,
+                   engine: str = "lazy",
                    on_pick: Callable[[int, float], None] | None = None) -> CoresetResult:
     """Select ``k`` rows by k-Center-Greedy: each pick is the row farthest from its nearest centre.
 
@@ -147,6 +167,9 @@ def kcenter_greedy(embeddings: Any, k: int, *, metric: str = "euclidean", seed: 
             they come first in the result, in the given order. If there are ``k`` or more,
             the first ``k`` are returned.
         device: a torch device name to run the selection on with torch; None uses numpy.
+        engine: ``"lazy"`` (default: refresh only rows that reach the top of a heap of upper
+            bounds) or ``"prune"`` (a float32 scan per pick, skipping rows by the triangle
+            inequality). Both make the reference's picks; they differ only in speed.
         on_pick: called after every pick with (number of centres so far, coverage radius).
 
     Returns:
@@ -164,19 +187,47 @@ def kcenter_greedy(embeddings: Any, k: int, *, metric: str = "euclidean", seed: 
         raise ConfigError(f"initial centre {bad[0]} is out of range for {n} embeddings")
     if not init:
         init = [int(np.random.default_rng(seed).integers(n))]
-    engine: _Engine = _NumpyEngine(x, k) if device is None else _TorchEngine(x, k, device)
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    runner: _Engine
+    if device is not None:
+        runner = _TorchEngine(x, k, device)
+    elif engine == "lazy":
+        runner = _LazyEngine(x, k)
+    else:
+        runner = _PruneEngine(x, k)
     indices = np.empty(k, dtype=np.int64)
     radii = np.empty(k, dtype=np.float64)
+    with _single_threaded_blas():
+        _run(runner, init, indices, radii, metric, n, on_pick)
+    return CoresetResult(indices=indices, radii=radii, metric=metric, work=dict(runner.work))
+
+
+def _single_threaded_blas() -> Any:
+    """One BLAS thread for the selection's many small matrix products.
+
+    Waking a second BLAS thread for each small product costs more than it saves; on a loaded
+    2-core machine it made the selection 12× slower (threadpoolctl, when installed).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run(runner: _Engine, init: list[int], indices: np.ndarray, radii: np.ndarray, metric: str,
+         n: int, on_pick: Callable[[int, float], None] | None) -> None:
+    k = indices.size
     far = 0
     for pos in range(k):
         c = init[pos] if pos < len(init) else far
-        engine.add(c)
+        runner.add(c)
         indices[pos] = c
-        far, radius = engine.farthest() if pos + 1 < n else (0, 0.0)
+        far, radius = runner.farthest() if pos + 1 < n else (0, 0.0)
         radii[pos] = to_metric(radius, metric)
         if on_pick is not None:
             on_pick(pos + 1, radii[pos])
-    return CoresetResult(indices=indices, radii=radii, metric=metric, work=dict(engine.work))
 
 
 class _Engine:
@@ -215,10 +266,37 @@ class _Bounds:
         true distance below ``m·(1+2u) + slack``. Padded by 1e-6 for the float32 store.
         """
         r = m.astype(np.float64) * (1.0 + 2.0 * _U32) + self.slack
-        return (r * r * (1.0 + 1e-6)).astype(np.float32)
+        r = r * r * (1.0 + 1e-6)
+        r[m == -np.inf] = -np.inf  # a chosen centre: nothing can lower it
+        return r.astype(np.float32)
 
 
-class _NumpyEngine(_Engine):
+def _screen(dots: np.ndarray, rows_sq32: np.ndarray, centres_sq: np.ndarray,
+            reach: np.ndarray, margin: np.float32,
+            skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row, centre) pairs whose exact distance may be a row's new minimum.
+
+    ``dots`` (rows × centres, float32, overwritten) becomes ``|x|² − 2x·c + |c|²``, within
+    ``margin`` of the true squared distance. A pair matters only if it may beat the row's
+    current minimum (``reach``) and may be the smallest of the row's new pairs: no more than
+    ``2·margin`` above the row's smallest screened value. Pairs where ``skip`` is true are
+    left out.
+    """
+    dots *= -2.0
+    dots += rows_sq32[:, None]
+    dots += centres_sq.astype(np.float32)[None, :]
+    if skip is not None:
+        dots[skip] = np.inf
+    # The last margin also covers the float32 rounding of the reference distances (a pair
+    # with the smallest rounded distance may be up to ~1e-5·|x|² above the smallest true one;
+    # margin ≥ 2·gamma32·max_norm² ≈ 4.6e-5·max_norm² for d = 384).
+    limit = np.minimum(reach, dots.min(axis=1) + 2 * margin) + margin
+    return np.nonzero(dots < limit[:, None])
+
+
+class _PruneEngine(_Engine):
+    """A float32 scan per pick that skips rows the triangle inequality rules out."""
+
     def __init__(self, x: np.ndarray, k: int) -> None:
         n, d = x.shape
         self.x = x
@@ -321,6 +399,110 @@ class _NumpyEngine(_Engine):
         # A chosen centre is never picked again and never needs updating.
         self.min_dist[c] = -np.inf
         self.reach2[c] = -np.inf
+
+
+class _LazyEngine(_Engine):
+    """Lazy k-center: refresh only the rows that reach the top of a max-heap of upper bounds.
+
+    ``m[x]`` is the exact minimum distance of row ``x`` over the first ``ver[x]`` centres, so an
+    upper bound of its true minimum. The heap is ordered by ``(-m[x], x)``; the top entry, once
+    refreshed against the centres added since ``ver[x]``, is the exact argmax (no other row
+    can exceed its bound, and a row with an equal bound and a lower index would sit above it).
+    Rows far from the top are never touched again, which is what makes the picks cheap when
+    distances are concentrated (sentence embeddings), where triangle-inequality pruning cannot
+    skip much. Refreshes run in small batches: a float32 GEMM screen against the missing
+    centres with a rigorous rounding bound, then exact distances for the pairs that may lower
+    the minimum.
+    """
+
+    batch = 64
+
+    def __init__(self, x: np.ndarray, k: int) -> None:
+        n, d = x.shape
+        self.x = x
+        self.sq = squared_norms(x)
+        self.sq32 = self.sq.astype(np.float32)
+        self.bounds = _Bounds(d, float(np.sqrt(self.sq.max())))
+        self.margin = np.float32(self.bounds.screen(self.bounds.max_norm))
+        self.min_dist = np.full(n, np.inf, dtype=np.float32)
+        self.ver = np.zeros(n, dtype=np.int64)
+        self.selected = np.zeros(n, dtype=bool)
+        self.centres = np.empty((k, d), dtype=np.float32)
+        self.centre_sq = np.empty(k, dtype=np.float64)
+        self.count = 0
+        self.heap: list[tuple[float, int]] = []
+        self.work = Counter()
+
+    def add(self, c: int) -> None:
+        self.centres[self.count] = self.x[c]
+        self.centre_sq[self.count] = self.sq[c]
+        self.count += 1
+        self.selected[c] = True
+        if self.count == 1:
+            n = self.x.shape[0]
+            row, sq = self.x[c], self.sq[c]
+            for start in range(0, n, _CHUNK):
+                stop = min(start + _CHUNK, n)
+                self.min_dist[start:stop] = exact_distances(
+                    self.x[start:stop], self.sq[start:stop], row, sq)
+            self.ver[:] = 1
+            self.work["rows_exact"] += n
+            self.heap = [(-float(v), i) for i, v in enumerate(self.min_dist.tolist())]
+            heapq.heapify(self.heap)
+
+    def farthest(self) -> tuple[int, float]:
+        heap, ver, count = self.heap, self.ver, self.count
+        while heap:
+            stale: list[int] = []
+            while heap and len(stale) < self.batch:
+                x = heap[0][1]
+                if self.selected[x]:
+                    heapq.heappop(heap)
+                elif ver[x] < count:
+                    stale.append(heapq.heappop(heap)[1])
+                else:
+                    break
+            if not stale:
+                break
+            self._refresh(np.array(stale, dtype=np.int64))
+            for x in stale:
+                heapq.heappush(heap, (-float(self.min_dist[x]), x))
+        if not heap:
+            return 0, 0.0
+        x = heap[0][1]
+        return x, float(self.min_dist[x])
+
+    def _refresh(self, rows: np.ndarray) -> None:
+        """Bring ``min_dist[rows]`` up to date with every centre chosen so far.
+
+        Rows are grouped by how many centres they miss (within a factor 2), so a row that is
+        nearly current does not pay for the oldest row's range.
+        """
+        rows = rows[np.argsort(-self.ver[rows], kind="stable")]  # fewest missing first
+        lags = self.count - self.ver[rows]
+        first = 0
+        while first < rows.size:
+            last = int(np.searchsorted(lags, 2 * lags[first], side="right"))
+            self._refresh_group(rows[first:last])
+            first = last
+
+    def _refresh_group(self, rows: np.ndarray) -> None:
+        start = int(self.ver[rows].min())
+        centres = self.centres[start:self.count]
+        self.work["refreshes"] += rows.size
+        self.work["pairs_screened"] += rows.size * centres.shape[0]
+        screen = self.x.take(rows, axis=0) @ centres.T
+        # Centres a row already incorporated cannot lower its minimum; skip them.
+        skip = np.arange(start, self.count)[None, :] < self.ver[rows][:, None]
+        i, j = _screen(screen, self.sq32[rows], self.centre_sq[start:self.count],
+                       self.bounds.reach(self.min_dist[rows]), self.margin, skip)
+        if i.size:
+            self.work["rows_exact"] += i.size
+            r = rows[i]
+            new = pair_distances(self.x.take(r, axis=0), self.sq[r], centres[j],
+                                 self.centre_sq[start + j])
+            np.minimum.at(self.min_dist, r, new)
+        self.ver[rows] = self.count
 
 
 class _TorchEngine(_Engine):

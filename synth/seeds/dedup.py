@@ -49,7 +49,7 @@ class Deduper:
             try:
                 from datasketch import MinHash, MinHashLSH
             except ImportError as exc:
-                raise ConfigError("near-dedup needs datasketch: pip install datasketch "
+                raise ConfigError("near-dedup needs datasketch: pip install 'synth[dedup]' "
                                   "(or pass --near-dedup 0)") from exc
             self._lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm)
             proto = MinHash(num_perm=num_perm, seed=seed)
