@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from typing import TypeVar
 
 from synth.errors import ConfigError
 from synth.records import Record
@@ -11,6 +12,8 @@ from synth.records import Record
 USER_FIELDS: tuple[str, ...] = ("instruction", "input")
 SAMPLE_FIELDS: tuple[str, ...] = ("instruction", "input", "response")
 RECORD_TEXT_FIELDS: tuple[str, ...] = ("instruction", "input", "response", "seed")
+
+T = TypeVar("T")
 
 
 def parse_fields(spec: str) -> tuple[str, ...]:
@@ -48,8 +51,8 @@ def check_record_fields(record: Record, fields: Sequence[str]) -> None:
             f"({', '.join(sorted(extra)) or 'none'})")
 
 
-def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Lists of up to ``size`` items, in order."""
-    it = iter(records)
+    it = iter(items)
     while batch := list(islice(it, size)):
         yield batch

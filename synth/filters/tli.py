@@ -104,11 +104,11 @@ def compute_tli(records: Iterable[Record], bench: Benchmark, *,
     leakage = np.full(index.n_tests, np.nan)
     for t, item in enumerate(bench.items):
         sel = best.test == t
-        top = [{"train_id": kept[int(i)][0], "train_index": int(i), "score": float(s)}
-               for i, s in zip(best.train[sel], best.score[sel], strict=True)]
+        top_scores = best.score[sel].tolist()
+        top = [{"train_id": kept[i][0], "train_index": i, "score": s}
+               for i, s in zip(best.train[sel].tolist(), top_scores, strict=True)]
         if index.test_sizes[t] > 0:  # only an empty text with n = 1 has no grams
-            scores = [p["score"] for p in top] + [0.0] * (depth - len(top))
-            leakage[t] = float(np.mean(scores))
+            leakage[t] = float(np.mean(top_scores + [0.0] * (depth - len(top_scores))))
         per_test.append({"test_id": item.id, "leakage": _num(leakage[t]), "top": top})
     valid = leakage[~np.isnan(leakage)]
     if valid.size == 0:
@@ -168,10 +168,11 @@ def tli_markdown(report: dict[str, Any], pairs: int = 10) -> str:
     top = report["top_pairs"][:pairs]
     if top:
         lines += ["", "Most similar pairs:", "",
-                  "| test id | train id | S ×100 | shared n-grams | example shared n-grams |",
+                  "| test id | train id (row) | S ×100 | shared n-grams | example shared n-grams |",
                   "|---|---|---:|---:|---|"]
         for p in top:
             shown = "; ".join(f"`{_cell(g, 40)}`" for g in p["shared_ngrams"][:3])
-            lines.append(f"| {_cell(p['test_id'], 30)} | {_cell(p['train_id'], 24)} | "
+            lines.append(f"| {_cell(p['test_id'], 30)} | {_cell(p['train_id'], 24)} "
+                         f"({p['train_index']}) | "
                          f"{100 * p['score']:.2f} | {p['n_shared']} | {shown} |")
     return "\n".join(lines) + "\n"
