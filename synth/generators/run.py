@@ -53,7 +53,8 @@ def _redact(url: str) -> str:
     """``url`` without any user:password part."""
     parts = urlsplit(url)
     if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
     return urlunsplit(parts)
 
 
