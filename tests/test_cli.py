@@ -179,3 +179,25 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
 
     assert rows(run) == rows(clean)
     assert len(rows(run)) == n
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path: Path, corpus_seeds: Path,
+                                    fake_server: Callable[..., FakeEndpoint]) -> None:
+    fake = fake_server(delay=0.2)
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    proc = subprocess.Popen([sys.executable, "-m", "synth", "generate", "--base-url",
+                             fake.base_url, "--run-dir", str(run), "--seeds", str(corpus_seeds),
+                             "--num", "40", "--concurrency", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _cached(run) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["interrupted"] is True
+    kept = (run / "dataset" / "jsonl" / "train.jsonl").read_text().splitlines()
+    assert 4 <= len(kept) == stats["kept"] < 40
