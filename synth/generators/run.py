@@ -93,7 +93,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
             try:
                 served = ctx.loop.run(client.list_models())
                 client.model = resolve_model(llm.model, served, embedded, base_url)
-                ctx.loop.run(client.check())
+                ctx.loop.run(client.check(served))
                 resolved = dataclasses.replace(llm, base_url=_redact(base_url), model=client.model)
                 config = as_dict(gen, resolved) | {"seeds": str(seeds_path),
                                                    "run_dir": str(run_dir)}

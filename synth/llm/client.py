@@ -202,9 +202,12 @@ class LLMClient:
             raise LLMError(f"{self.base_url}/models answered HTTP {exc.status_code}") from exc
         return [m.id for m in page.data]
 
-    async def check(self) -> None:
-        """Fail fast, before any record is processed, when the endpoint or model is unusable."""
-        models = await self.list_models()
+    async def check(self, served: list[str] | None = None) -> None:
+        """Fail fast, before any record is processed, when the endpoint or model is unusable.
+
+        ``served`` is a model list already fetched with :meth:`list_models`.
+        """
+        models = served if served is not None else await self.list_models()
         if models and self.model not in models:
             raise ModelNotFound(
                 f"model {self.model!r} is not served by {self.base_url}; "
