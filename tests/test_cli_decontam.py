@@ -31,15 +31,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_decontam_cli(data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "clean.jsonl"
-    result = runner.invoke(app, ["decontam", "--input", str(data), "--run-dir",
-                                 str(tmp_path / "run"), "--output", str(out)])
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["decontam", "--input", str(data), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert "kept 3 of 5 records" in result.output
-    kept = [json.loads(line) for line in out.open()]
+    kept = [json.loads(line) for line in (run_dir / "dataset" / "jsonl" / "train.jsonl").open()]
     assert [r["instruction"][:12] for r in kept] == [
         "Write a SQL ", "Reverse a st", "Sort this li"]
-    rejects = [json.loads(line) for line in (tmp_path / "run" / "rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (run_dir / "rejects.jsonl").open()]
     assert {r["record"]["meta"]["decontam"]["item"] for r in rejects} == {
         "HumanEval/12", "HumanEval/40"}
 

@@ -20,9 +20,7 @@ drop; the runner sends those to ``rejects.jsonl`` with reason ``exact:NAME`` / `
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,9 @@ import numpy as np
 
 from synth.errors import ConfigError
 from synth.filters.benchmarks import Benchmark
-from synth.filters.fields import SAMPLE_FIELDS, batched, check_record_fields, record_text
+from synth.filters.fields import SAMPLE_FIELDS, check_record_fields, record_text
 from synth.filters.ngrams import DEFAULT_SIZES, NgramIndex, parse_sizes, word_ngrams
-from synth.pipeline import Filter
+from synth.pipeline import Filter, Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 
 # Benchmark strings too generic to mean contamination (Magicoder's HUMAN_EVAL_STRINGS_OK, with
@@ -180,96 +178,87 @@ class NgramDecontam(Filter):
 
 
 def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark], *,
-                 methods: Sequence[str] = ("exact", "ngram"), output: Path | None = None,
-                 threshold: float = 0.05, sizes: Sequence[int] = DEFAULT_SIZES,
+                 methods: Sequence[str] = ("exact", "ngram"), threshold: float = 0.05,
+                 sizes: Sequence[int] = DEFAULT_SIZES,
                  train_fields: Sequence[str] = SAMPLE_FIELDS,
                  test_fields: Sequence[str] | None = None,
                  string_fields: Sequence[str] | None = None,
-                 allow: Sequence[str] = DEFAULT_ALLOW) -> dict[str, Any]:
-    """``synth decontam``: filter an instruction dataset and write what survives.
+                 allow: Sequence[str] = DEFAULT_ALLOW,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """``synth decontam``: filter an instruction dataset into a run directory.
 
-    Reads ``input_path`` (any format :func:`synth.datafiles.read_records` reads); writes the kept
-    records to ``output`` (``.jsonl`` or ``.parquet``; default ``RUN/decontaminated.jsonl``),
-    the dropped ones with their evidence to ``RUN/rejects.jsonl``, counts to ``RUN/stats.json``
-    and a summary to ``RUN/decontam.json`` (also returned).
+    Reads ``input_path`` (anything :func:`synth.datafiles.read_records` reads); writes the kept
+    records to ``RUN/dataset`` (parquet + jsonl + card with a decontamination section), dropped
+    ones with their evidence to ``RUN/rejects.jsonl``, counts to ``RUN/stats.json`` and the
+    summary (also returned) to ``RUN/decontam.json``. Outputs are written also when interrupted.
     """
     from synth.datafiles import read_records
-    from synth.pipeline import RunContext, default_progress, run_stages
     from synth.store import RunStore
 
     unknown = sorted(set(methods) - {"exact", "ngram"})
     if unknown or not methods:
-        raise ConfigError(f"--method takes exact and/or ngram, got {', '.join(methods)!r}")
-    stages: list[Filter] = []
+        raise ConfigError(f"--method takes exact and/or ngram, got {','.join(methods)!r}")
+    stages: list[Stage] = []
     if "exact" in methods:
         stages.append(ExactDecontam(benchmarks, fields=string_fields,
                                     train_fields=train_fields, allow=allow))
     if "ngram" in methods:
         stages.append(NgramDecontam(benchmarks, threshold=threshold, sizes=sizes,
                                     test_fields=test_fields, train_fields=train_fields))
-    output = Path(output) if output is not None else Path(run_dir) / "decontaminated.jsonl"
-    if output.suffix not in (".jsonl", ".parquet"):
-        raise ConfigError(f"--output must end in .jsonl or .parquet, got {output}")
+    config: dict[str, Any] = {
+        "input": str(input_path), "run_dir": str(run_dir), "methods": list(methods),
+        "benchmarks": [{"name": b.name, "items": len(b.items), "source": b.source}
+                       for b in benchmarks],
+        "threshold": threshold, "ngram_sizes": list(parse_sizes(sizes)),
+        "train_fields": list(train_fields), "test_fields": list(test_fields or []) or None,
+        "string_fields": list(string_fields or []) or None, "allow": list(allow),
+    }
     with RunStore(Path(run_dir)) as store:
         store.begin("decontam")
-        ctx = RunContext(store, progress=default_progress())
+        ctx = RunContext(store, progress)
+        interrupted = False
         try:
-            kept = run_stages(read_records(Path(input_path)), list(stages), ctx)
+            run_stages(read_records(Path(input_path)), stages, ctx)
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
+            summary = _summary(ctx.stats.to_dict(), stages, config)
+            stats = write_outputs(ctx, config, "synth decontaminated dataset", interrupted,
+                                  card_sections=[decontam_markdown(summary)])
+            summary["kept"] = stats["kept"]
+            store.write_json("decontam.json", summary)
             ctx.close()
-        _write_rows(output, (_row(r) for _, _, r in store.iter_results("kept")))
-        _write_rows(store.run_dir / "rejects.jsonl",
-                    ({"stage": st, "reason": why, "record": r.to_dict()}
-                     for st, why, r in store.iter_results("rejected")))
-        stats = ctx.stats.to_dict()
-        store.write_json("stats.json", stats)
-        dropped: dict[str, int] = {}
-        for st in stats["stages"].values():
-            for reason, n in st["rejected"].items():
-                dropped[reason] = dropped.get(reason, 0) + n
-        summary = {
-            "input": str(input_path), "output": str(output),
-            "records_in": stats["stages"][stages[0].name]["in"], "kept": kept,
-            "dropped": dict(sorted(dropped.items())), "methods": list(methods),
-            "benchmarks": [{"name": b.name, "items": len(b.items), "source": b.source}
-                           for b in benchmarks],
-            "threshold": threshold, "ngram_sizes": list(parse_sizes(sizes)),
-            "train_fields": list(train_fields), "wall_time_s": stats["wall_time_s"],
-        }
-        store.write_json("decontam.json", summary)
+        if interrupted:
+            raise KeyboardInterrupt
     return summary
 
 
-def _row(record: Record) -> dict[str, Any]:
-    """A dataset row: the text fields, then the input file's other columns."""
-    row: dict[str, Any] = {"id": record.id, "instruction": record.instruction}
-    if record.input:
-        row["input"] = record.input
-    row["response"] = record.response
-    row.update(record.meta.get("extra") or {})
-    return row
+def _summary(stats: dict[str, Any], stages: Sequence[Stage],
+             config: dict[str, Any]) -> dict[str, Any]:
+    dropped: dict[str, int] = {}
+    for st in stats["stages"].values():
+        for reason, n in st["rejected"].items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    first = stats["stages"].get(stages[0].name, {})
+    last = stats["stages"].get(stages[-1].name, {})
+    return config | {"records_in": first.get("in", 0), "kept": last.get("out", 0),
+                     "dropped": dict(sorted(dropped.items())),
+                     "wall_time_s": stats["wall_time_s"]}
 
 
-def _write_rows(path: Path, rows: Iterable[dict[str, Any]], batch: int = 10_000) -> None:
-    """Write rows as jsonl or parquet (by suffix) via a temp file, streaming in batches."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        writer = None
-        for chunk in batched(rows, batch):
-            table = pa.Table.from_pylist(chunk)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
-        if writer is None:
-            pq.write_table(pa.table({}), tmp)
-        else:
-            writer.close()
-    else:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+def decontam_markdown(summary: dict[str, Any]) -> str:
+    """A Markdown section saying what decontamination removed (for the dataset card)."""
+    benches = ", ".join(f"{b['name']} ({b['items']} items)" for b in summary["benchmarks"])
+    lines = [
+        "## Decontamination",
+        "",
+        f"Checked against {benches} with {' and '.join(summary['methods'])} matching "
+        f"(n-gram sizes {'/'.join(map(str, summary['ngram_sizes']))}, drop when "
+        f"S >= {summary['threshold']}); compared fields `{' + '.join(summary['train_fields'])}`.",
+        "",
+        "| records in | kept | dropped by reason |",
+        "|---:|---:|---|",
+        f"| {summary['records_in']} | {summary['kept']} | "
+        + (", ".join(f"{k}: {v}" for k, v in summary["dropped"].items()) or "none") + " |",
+    ]
+    return "\n".join(lines)

@@ -27,7 +27,7 @@ SEEDS_FILE = "seeds.jsonl"
 
 def windows(n_lines: int, rng: random.Random, count: int, min_lines: int,
             max_lines: int) -> list[tuple[int, int]]:
-    """``count`` windows ``[start, end)`` over a file of ``n_lines`` lines (fewer if it is short)."""
+    """``count`` windows ``[start, end)`` over ``n_lines`` lines (none if the file is too short)."""
     if n_lines < min_lines:
         return []
     spans = []
@@ -55,7 +55,8 @@ def snippets_from_file(source: SourceFile, cfg: SeedsConfig) -> Iterator[Record]
         })
 
 
-def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str]) -> Iterator[Record]:
+def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig,
+                  counts: Counter[str]) -> Iterator[Record]:
     """Stream seeds from every usable file under ``roots``.
 
     Drops whitespace-only windows and exact duplicates (after whitespace normalisation) across

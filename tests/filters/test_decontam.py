@@ -132,20 +132,24 @@ def test_run_decontam_writes_kept_rejects_and_summary(
     rows[1]["instruction"] = "Finish: " + drop_words(he.items[2].fields["prompt"])
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "clean.parquet"
-    summary = run_decontam(data, tmp_path / "run", [he], output=out)
+    run_dir = tmp_path / "run"
+    summary = run_decontam(data, run_dir, [he])
     assert summary["dropped"]["exact:humaneval"] == 1
     assert summary["dropped"]["ngram:humaneval"] >= 1
-    table = pq.read_table(out).to_pylist()
+    table = pq.read_table(next((run_dir / "dataset" / "data").glob("*.parquet"))).to_pylist()
     assert len(table) == summary["kept"] == 200 - sum(summary["dropped"].values())
     assert rows[0]["instruction"] not in {r["instruction"] for r in table}
-    rejects = [json.loads(line) for line in (tmp_path / "run" / "rejects.jsonl").open()]
+    assert [r["provenance"]["row"] for r in table] == sorted(r["provenance"]["row"]
+                                                             for r in table)
+    rejects = [json.loads(line) for line in (run_dir / "rejects.jsonl").open()]
     assert len(rejects) == 200 - summary["kept"]
     first = next(r for r in rejects if r["record"]["meta"]["index"] == 0)
     assert first["stage"] == "decontam_exact"
     assert first["record"]["meta"]["decontam"]["item"] == he.items[1].id
     second = next(r for r in rejects if r["record"]["meta"]["index"] == 1)
     assert second["record"]["meta"]["decontam"]["item"] == he.items[2].id
-    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    stats = json.loads((run_dir / "stats.json").read_text())
     assert stats["stages"]["decontam_exact"]["in"] == 200
-    assert json.loads((tmp_path / "run" / "decontam.json").read_text())["kept"] == len(table)
+    assert json.loads((run_dir / "decontam.json").read_text())["kept"] == len(table)
+    card = (run_dir / "dataset" / "README.md").read_text()
+    assert "## Decontamination" in card and "exact:humaneval: 1" in card
