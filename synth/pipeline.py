@@ -321,7 +321,8 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
 
 
 def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
-                  card_sections: list[str] | None = None) -> dict[str, Any]:
+                  card_sections: list[str] | None = None,
+                  description: str | None = None) -> dict[str, Any]:
     """Write the run directory's outputs from the store: dataset, rejects, stats, config.
 
     Called at the end of every run, also after Ctrl-C or an error, so everything that finished
@@ -335,7 +336,7 @@ def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupt
     stats["rejected"] = store.count_results("rejected")
     stats["interrupted"] = interrupted
     store.write_json("config.json", config)
-    card = dataset_card(title, stats["kept"], stats, config, card_sections)
+    card = dataset_card(title, stats["kept"], stats, config, card_sections, description)
     write_dataset((rec for _, _, rec in store.iter_results("kept")), store.run_dir / "dataset",
                   card, store.score_names())
     write_rejects(store, store.run_dir / "rejects.jsonl")
