@@ -156,10 +156,10 @@ def vet_text(text: str, counts: Counter[str]) -> bool:
     if "\0" in text[:8192]:
         counts["skip_binary"] += 1
         return False
-    lines = text.splitlines()
-    if not lines:
+    if not text.strip():
         counts["skip_empty"] += 1
         return False
+    lines = text.splitlines()
     if max(map(len, lines)) > MAX_LINE_CHARS or len(text) / len(lines) > MAX_MEAN_LINE_CHARS:
         counts["skip_minified"] += 1
         return False
