@@ -291,7 +291,8 @@ def _screen(dots: np.ndarray, rows_sq32: np.ndarray, centres_sq: np.ndarray,
     # with the smallest rounded distance may be up to ~1e-5·|x|² above the smallest true one;
     # margin ≥ 2·gamma32·max_norm² ≈ 4.6e-5·max_norm² for d = 384).
     limit = np.minimum(reach, dots.min(axis=1) + 2 * margin) + margin
-    return np.nonzero(dots < limit[:, None])
+    rows, cols = np.nonzero(dots < limit[:, None])
+    return rows, cols
 
 
 class _PruneEngine(_Engine):

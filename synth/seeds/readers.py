@@ -93,13 +93,14 @@ def iter_dataset_sources(src: DatasetSource, counts: Counter[str],
             raise InputError(f"{src.name}: no column {src.lang_column!r}; pass --lang-column")
         value = row.get(src.text_column)
         if isinstance(value, bytes | bytearray):
-            if len(value) > max_bytes:
+            raw = bytes(value)
+            if len(raw) > max_bytes:
                 counts["skip_too_large"] += 1
                 continue
             try:
-                value = bytes(value).decode("utf-8")
+                value = raw.decode("utf-8")
             except UnicodeDecodeError:
-                value = bytes(value).decode("utf-8", errors="replace")
+                value = raw.decode("utf-8", errors="replace")
                 counts["decode_replaced"] += 1
         if not isinstance(value, str):
             counts["skip_bad_row"] += 1
