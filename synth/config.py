@@ -159,3 +159,39 @@ def api_key() -> str:
 def as_dict(*configs: Any) -> dict[str, Any]:
     """Configs as a JSON-able dict keyed by class name (for config.json; holds no secret)."""
     return {type(c).__name__: dataclasses.asdict(c) for c in configs}
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits for running generated code (``synth.sandbox``); section ``[sandbox]``.
+
+    ``memory_mb`` bounds each process's address space and the total resident memory of the box;
+    ``disk_mb`` is the size of the box's private ``/tmp`` (which holds the work directory) and the
+    largest file a program may write. ``parallel`` 0 means one execution per CPU core.
+    ``unsafe_exec`` allows running without namespaces when the machine has none: only rlimits
+    and a clean environment then stand between the code and the host.
+    """
+
+    timeout_s: float = 10.0
+    cpu_s: int | None = None
+    memory_mb: int = 1024
+    disk_mb: int = 64
+    max_procs: int = 64
+    max_files: int = 256
+    max_output_bytes: int = 64 * 1024
+    parallel: int = 0
+    unsafe_exec: bool = False
+    isolation: str = "auto"
+    uid_base: int = 2_000_000_000
+
+    def validate(self) -> None:
+        for name in ("timeout_s", "memory_mb", "disk_mb", "max_procs", "max_files",
+                     "max_output_bytes"):
+            _positive(name, getattr(self, name))
+        if self.cpu_s is not None:
+            _positive("cpu_s", self.cpu_s)
+        if self.parallel < 0:
+            raise ConfigError(f"--parallel must be >= 0, got {self.parallel}")
+        if self.isolation not in ("auto", "root", "userns"):
+            raise ConfigError(
+                f"sandbox isolation must be auto, root or userns, got {self.isolation!r}")
