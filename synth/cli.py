@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from synth.errors import SynthError
+from synth.errors import InputError, SynthError
 
 app = typer.Typer(
     name="synth",
@@ -48,3 +49,164 @@ def fail(exc: SynthError) -> typer.Exit:
         raise exc
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def _progress() -> Any:
+    from synth.pipeline import default_progress
+
+    return default_progress()
+
+
+RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
+
+
+# -- seeds ---------------------------------------------------------------------------------
+
+seeds_app = typer.Typer(help="Extract and manage seed snippets.", no_args_is_help=True)
+app.add_typer(seeds_app, name="seeds")
+
+
+@seeds_app.command("extract")
+def seeds_extract(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Directories, git repositories or files. Default: this Python's standard library."
+    )] = None,
+    run_dir: RunDir = Path("runs/default"),
+    per_file: Annotated[int, typer.Option(help="Snippets drawn per file.")] = 1,
+    min_lines: Annotated[int, typer.Option(help="Fewest lines in a snippet.")] = 1,
+    max_lines: Annotated[int, typer.Option(help="Most lines in a snippet.")] = 15,
+    seed: Annotated[int, typer.Option(help="Random seed for snippet positions.")] = 0,
+) -> None:
+    """Take Magicoder-style seeds (random runs of consecutive lines) from source files."""
+    from collections import Counter
+
+    from synth.config import SeedsConfig
+    from synth.seeds.corpus import default_corpus
+    from synth.seeds.extract import SEEDS_FILE, extract_seeds, write_seeds
+
+    try:
+        cfg = SeedsConfig(per_file=per_file, min_lines=min_lines, max_lines=max_lines, seed=seed)
+        cfg.validate()
+        roots = list(paths) if paths else default_corpus()
+        for root in roots:
+            if not root.exists():
+                raise InputError(f"{root} does not exist")
+        counts: Counter[str] = Counter()
+        out = run_dir / SEEDS_FILE
+        n = write_seeds(extract_seeds(roots, cfg, counts), out)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    details = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    typer.echo(f"wrote {n} seeds to {out} ({details})")
+
+
+# -- generate ------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    task: Annotated[str, typer.Option(help="Task to generate (codegen).")] = "codegen",
+    seeds: Annotated[Path | None, typer.Option(
+        help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
+    )] = None,
+    num: Annotated[int | None, typer.Option(
+        help="Use this many seeds (sampled with --seed).")] = None,
+    run_dir: RunDir = Path("runs/default"),
+    base_url: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
+        envvar="OPENAI_BASE_URL")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Completion token limit.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    samples_per_seed: Annotated[int | None, typer.Option(help="Samples per seed.")] = None,
+    answer_format: Annotated[str | None, typer.Option(
+        help="auto (JSON schema where supported, else sections), json, or sections.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests-per-minute limit.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens-per-minute limit.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts per request.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per request attempt.")] = None,
+    templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    config: Annotated[Path | None, typer.Option(help="synth.toml to read.")] = None,
+) -> None:
+    """Generate instruction samples from seeds with an LLM and write a dataset."""
+    from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
+    from synth.generators.run import generate as run_generate
+
+    try:
+        toml = load_toml(config)
+        gen = resolve(GenerateConfig, "generate", toml, {
+            "task": task, "num": num, "max_tokens": max_tokens, "temperature": temperature,
+            "samples_per_seed": samples_per_seed, "answer_format": answer_format, "seed": seed,
+            "templates": str(templates) if templates else None})
+        llm = resolve(LLMConfig, "llm", toml, {
+            "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
+            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
+        if seeds is not None and not seeds.exists():
+            raise InputError(f"seeds file {seeds} does not exist")
+        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+    except SynthError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
+                    err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
+               f"({stats['llm'].get('requests', 0)} requests, "
+               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)")
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    n_ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
+) -> None:
+    """Run the embedded llama.cpp server (SmolLM2-135M-Instruct) in the foreground."""
+    import time
+
+    from synth.llm.server import EmbeddedServer
+
+    try:
+        with EmbeddedServer(port=port, n_ctx=n_ctx) as server:
+            typer.echo(f"serving {server.model} at {server.base_url} (Ctrl-C stops)")
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(0.5)
+            typer.secho("the server exited", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+prompts_app = typer.Typer(help="Inspect prompt templates.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("show")
+def prompts_show(
+    task: Annotated[str, typer.Argument(help="Task whose templates to render.")],
+    templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
+    answer_format: Annotated[str, typer.Option(help="json or sections.")] = "sections",
+) -> None:
+    """Print a task's rendered prompt with placeholders where the data goes."""
+    from synth.generators import get_task
+    from synth.prompts import Prompts
+    from synth.records import Record
+
+    try:
+        t = get_task(task)
+        prompts = Prompts(templates)
+        placeholder = Record(id="example", seed="<<seed code>>", lang="<<lang>>")
+        messages = t.messages(placeholder, prompts, answer_format)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    typer.echo(f"# template {t.template} (hash {prompts.template_hash(t.template)})")
+    for message in messages:
+        typer.echo(f"\n--- {message['role']} ---\n{message['content']}")

@@ -44,6 +44,7 @@ class LLMConfig:
     concurrency: int = 8
     timeout_s: float = 600.0
     max_attempts: int = 6
+    backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     rpm: int | None = None
     tpm: int | None = None
@@ -133,7 +134,8 @@ def resolve(cls: type[T], section: str, toml: dict[str, Any], cli: dict[str, Any
         raise ConfigError(f"synth.toml: [{section}] must be a table")
     unknown = set(table) - names
     if unknown:
-        raise ConfigError(f"synth.toml: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+        keys = ", ".join(sorted(unknown))
+        raise ConfigError(f"synth.toml: unknown key(s) in [{section}]: {keys}")
     values = dict(table)
     values.update({k: v for k, v in cli.items() if v is not None and k in names})
     try:

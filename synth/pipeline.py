@@ -307,6 +307,29 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
     return kept
 
 
+def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
+                  card_sections: list[str] | None = None) -> dict[str, Any]:
+    """Write the run directory's outputs from the store: dataset, rejects, stats, config.
+
+    Called at the end of every run, also after Ctrl-C or an error, so everything that finished
+    is on disk. Returns the stats written to ``stats.json``.
+    """
+    from synth.emit import dataset_card, write_dataset, write_rejects
+
+    store = ctx.store
+    stats = ctx.stats.to_dict()
+    stats["kept"] = store.count_results("kept")
+    stats["rejected"] = store.count_results("rejected")
+    stats["interrupted"] = interrupted
+    store.write_json("config.json", config)
+    card = dataset_card(title, stats["kept"], stats, config, card_sections)
+    write_dataset((rec for _, _, rec in store.iter_results("kept")), store.run_dir / "dataset",
+                  card, store.score_names())
+    write_rejects(store, store.run_dir / "rejects.jsonl")
+    store.write_json("stats.json", stats)
+    return stats
+
+
 def _inc_in(st: StageStats) -> None:
     st.records_in += 1
 

@@ -83,7 +83,8 @@ class RunStore:
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"{self.run_dir / 'store.sqlite'} is not a usable store: {exc}") from exc
+            raise StoreError(
+                f"{self.run_dir / 'store.sqlite'} is not a usable store: {exc}") from exc
         self.gen = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -154,9 +155,16 @@ class RunStore:
             ).fetchall()
             if not rows:
                 return
-            for ord_, id_, stage, reason, rec in rows:
+            for _, _, stage, reason, rec in rows:
                 yield stage, reason, Record.from_json(rec)
             last = (rows[-1][0], rows[-1][1])
+
+    def score_names(self) -> list[str]:
+        """Names of every score on a kept record of the current invocation."""
+        rows = self.db.execute(
+            "SELECT DISTINCT j.key FROM results, json_each(json_extract(record, '$.scores')) AS j "
+            "WHERE gen = ? AND status = 'kept' ORDER BY j.key", (self.gen,)).fetchall()
+        return [r[0] for r in rows]
 
     def count_results(self, status: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",

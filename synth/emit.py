@@ -1,0 +1,175 @@
+"""Dataset writers and the dataset card.
+
+The dataset directory is what ``datasets.load_dataset(path)`` reads::
+
+    dataset/
+      README.md                           card; its YAML header points datasets at data/
+      data/train-00000-of-00001.parquet   the rows (row groups of 10k, streamed from the store)
+      jsonl/train.jsonl                   the same rows as JSON lines, for tools without Arrow
+
+Rows are written in input order from the run store in batches, so memory stays flat however
+large the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from synth.records import Record
+from synth.store import RunStore
+
+PROVENANCE_FIELDS = ("root", "path", "start_line", "end_line", "file_sha256", "source", "row")
+PARQUET_FILE = "data/train-00000-of-00001.parquet"
+JSONL_FILE = "jsonl/train.jsonl"
+
+
+def _schema(score_names: list[str]) -> Any:
+    import pyarrow as pa
+
+    provenance = pa.struct([
+        ("root", pa.string()), ("path", pa.string()), ("start_line", pa.int64()),
+        ("end_line", pa.int64()), ("file_sha256", pa.string()), ("source", pa.string()),
+        ("row", pa.int64()),
+    ])
+    fields = [
+        ("id", pa.string()), ("task", pa.string()), ("instruction", pa.string()),
+        ("input", pa.string()), ("response", pa.string()), ("lang", pa.string()),
+        ("seed", pa.string()), ("provenance", provenance), ("model", pa.string()),
+        ("template", pa.string()), ("template_hash", pa.string()),
+    ]
+    if score_names:
+        fields.append(("scores", pa.struct([(n, pa.float64()) for n in score_names])))
+    return pa.schema(fields)
+
+
+def to_row(record: Record, score_names: list[str]) -> dict[str, Any]:
+    """The dataset row of a record: the sample, its seed and where it came from."""
+    prov = record.meta.get("provenance") or {}
+    row: dict[str, Any] = {
+        "id": record.id, "task": record.task, "instruction": record.instruction,
+        "input": record.input, "response": record.response, "lang": record.lang,
+        "seed": record.seed,
+        "provenance": {k: prov.get(k) for k in PROVENANCE_FIELDS},
+        "model": record.meta.get("model"), "template": record.meta.get("template"),
+        "template_hash": record.meta.get("template_hash"),
+    }
+    if score_names:
+        row["scores"] = {n: _float(record.scores.get(n)) for n in score_names}
+    return row
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
+                  score_names: list[str] | None = None, batch_rows: int = 10_000) -> int:
+    """Write ``records`` as parquet + jsonl + card into ``out_dir`` (replaced atomically).
+
+    Returns the number of rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = sorted(score_names or [])
+    schema = _schema(names)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "data").mkdir(parents=True)
+    (tmp / "jsonl").mkdir()
+    n = 0
+    batch: list[dict[str, Any]] = []
+    with pq.ParquetWriter(tmp / PARQUET_FILE, schema) as writer, \
+            open(tmp / JSONL_FILE, "w", encoding="utf-8") as jsonl:
+        def flush() -> None:
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch.clear()
+
+        for record in records:
+            row = to_row(record, names)
+            jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+            batch.append(row)
+            n += 1
+            if len(batch) >= batch_rows:
+                flush()
+        flush()
+    (tmp / "README.md").write_text(card, encoding="utf-8")
+    if out_dir.exists():
+        old = out_dir.with_name(out_dir.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out_dir)
+    return n
+
+
+def write_rejects(store: RunStore, path: Path) -> int:
+    """``rejects.jsonl``: one line per dropped record with stage, reason and the raw LLM text."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for stage, reason, record in store.iter_results("rejected"):
+            raw = record.meta.get("raw") or {}
+            fh.write(json.dumps({
+                "id": record.id, "stage": stage, "reason": reason, "task": record.task,
+                "seed": record.seed, "raw_output": raw.get("output"),
+                "finish_reason": raw.get("finish_reason"),
+                "detail": record.meta.get("parse_error") or record.meta.get("llm_error")
+                or record.meta.get("reject_detail"),
+                "record": record.to_dict(),
+            }, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def dataset_card(title: str, rows: int, stats: dict[str, Any], config: dict[str, Any],
+                 extra_sections: list[str] | None = None) -> str:
+    """A dataset card: YAML that tells ``datasets`` where the data is, then what made it."""
+    header = (
+        "---\n"
+        "configs:\n"
+        "- config_name: default\n"
+        "  data_files:\n"
+        "  - split: train\n"
+        f"    path: {PARQUET_FILE}\n"
+        "tags:\n- code\n- synthetic\n- instruction-tuning\n"
+        "---\n"
+    )
+    llm = config.get("LLMConfig", {})
+    body = [
+        f"# {title}",
+        "",
+        f"{rows} instruction samples generated by synth from seeds of real source code "
+        "(OSS-Instruct: each sample is a problem and solution inspired by a code snippet).",
+        "",
+        f"- model: `{llm.get('model')}`",
+        f"- rows: {rows}",
+        f"- wall time: {stats.get('wall_time_s')} s",
+        "",
+        "## Stages",
+        "",
+        "| stage | in | out | rejected |",
+        "|---|---|---|---|",
+    ]
+    for name, s in stats.get("stages", {}).items():
+        rejected = ", ".join(f"{k}: {v}" for k, v in s.get("rejected", {}).items()) or "-"
+        body.append(f"| {name} | {s.get('in')} | {s.get('out')} | {rejected} |")
+    body += ["", "## Configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
+    for section in extra_sections or []:
+        body += [section, ""]
+    return header + "\n".join(body)

@@ -1,0 +1,115 @@
+"""Reading LLM replies: JSON objects (fenced or wrapped in prose) and ``[Section]`` layouts.
+
+Small models wrap JSON in fences or chatter, reorder sections, bold or ``#``-prefix headers
+and stop mid-sentence; these helpers accept the reasonable variants and name what is wrong
+otherwise, so every unusable reply gets a specific reject reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n?```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Why a reply cannot be used: a short reason code and a human-readable detail."""
+
+    reason: str
+    detail: str = ""
+
+
+def parse_json_object(text: str) -> dict[str, Any] | Reject:
+    """The JSON object in ``text``: bare, inside a ```json fence, or surrounded by prose."""
+    candidates = [text.strip()]
+    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        candidates.append(text[start:end + 1])
+    last_error = "no JSON object found"
+    for candidate in candidates:
+        if not candidate.startswith("{"):
+            continue
+        try:
+            value = json.loads(candidate, strict=False)  # literal newlines in strings are common
+        except json.JSONDecodeError as exc:
+            last_error = f"invalid JSON: {exc.msg} at char {exc.pos}"
+            continue
+        if isinstance(value, dict):
+            return value
+        last_error = f"expected a JSON object, got {type(value).__name__}"
+    return Reject("parse_invalid_json", last_error)
+
+
+def pick(obj: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The value of the first key in ``names`` present in ``obj`` (keys compared loosely)."""
+    folded = {re.sub(r"[\s_-]+", "", str(k)).lower(): v for k, v in obj.items()}
+    for name in names:
+        value = folded.get(re.sub(r"[\s_-]+", "", name).lower())
+        if value is not None:
+            return value
+    return None
+
+
+def _header_pattern(names: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
+    alternatives = "|".join(
+        re.escape(alias).replace(r"\ ", r"[ \t_]+")
+        for aliases in names.values() for alias in sorted(aliases, key=len, reverse=True)
+    )
+    # A header is a line holding the name, optionally in [brackets], **bold**, after #'s,
+    # followed by an optional colon; text may follow on the same line after the colon/bracket.
+    return re.compile(
+        rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*|__)?[ \t]*(?P<open>\[)?[ \t]*(?P<name>{alternatives})"
+        rf"[ \t]*(?(open)\])[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*(?P<rest>.*)$",
+        re.IGNORECASE | re.MULTILINE,
+    )
+
+
+def parse_sections(text: str, names: dict[str, tuple[str, ...]]) -> dict[str, str] | Reject:
+    """Split ``text`` into the sections ``names`` maps to their header aliases.
+
+    Sections may come in any order; prose before the first header is ignored; when a header
+    repeats, the first occurrence wins. Returns every section found (possibly not all of
+    ``names``); the caller decides which are required.
+    """
+    pattern = _header_pattern(names)
+    lookup = {alias.lower().replace("_", " "): key
+              for key, aliases in names.items() for alias in aliases}
+    fenced = _fenced_spans(text)
+    matches = [m for m in pattern.finditer(text)
+               if not any(a <= m.start() < b for a, b in fenced)]
+    if not matches:
+        return Reject("parse_no_sections",
+                      "none of the headers " + ", ".join(f"[{a[0]}]" for a in names.values()))
+    found: dict[str, str] = {}
+    for i, m in enumerate(matches):
+        key = lookup[re.sub(r"[ \t_]+", " ", m.group("name")).lower()]
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = (m.group("rest") + text[m.end():end]).strip()
+        if key not in found:
+            found[key] = body
+    return found
+
+
+def _fenced_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of fenced code blocks: a ``# Solution`` comment in code is no header."""
+    spans, start = [], None
+    for m in re.finditer(r"^[ \t]*(```+|~~~+)", text, re.MULTILINE):
+        if start is None:
+            start = m.start()
+        else:
+            spans.append((start, m.end()))
+            start = None
+    if start is not None:
+        spans.append((start, len(text)))
+    return spans
+
+
+def unfence(text: str) -> str:
+    """Strip one fence wrapping the whole text (models often fence a whole JSON string value)."""
+    m = re.fullmatch(r"\s*```[^\n]*\n(.*?)\n?```\s*", text, re.DOTALL)
+    return m.group(1) if m else text

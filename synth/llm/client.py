@@ -1,0 +1,317 @@
+"""The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
+
+Every call goes ``cache → rate limiter → semaphore → HTTP (with retries) → cache write``. The
+response is journaled in the run store *before* the caller sees it, so a crash after the reply
+arrived never pays for it twice, and a rerun of the same command sends only what is not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import openai
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from synth.config import LLMConfig, api_key
+from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
+from synth.llm.ratelimit import TokenBucket, count_tokens
+from synth.store import RunStore
+
+log = logging.getLogger("synth.llm")
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters sent with a request; all of them are part of the cache key."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def to_request(self) -> dict[str, Any]:
+        """Keyword arguments for ``chat.completions.create`` (None values left out)."""
+        data = asdict(self)
+        if data["stop"] is not None:
+            data["stop"] = list(data["stop"])
+        if not data["logprobs"]:
+            data.pop("logprobs")
+            data.pop("top_logprobs")
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class Completion:
+    """One chat completion as synth uses it (also what the cache stores)."""
+
+    text: str
+    finish_reason: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    logprobs: list[dict[str, Any]] | None = None
+    cached: bool = False
+    key: str = field(default="", compare=False)
+
+    def to_cache(self) -> dict[str, Any]:
+        return {"text": self.text, "finish_reason": self.finish_reason,
+                "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "logprobs": self.logprobs}
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any], key: str) -> Completion:
+        return cls(text=data["text"], finish_reason=data["finish_reason"],
+                   tokens_in=data.get("tokens_in", 0), tokens_out=data.get("tokens_out", 0),
+                   logprobs=data.get("logprobs"), cached=True, key=key)
+
+
+class LLMRequestFailed(Exception):
+    """One request could not be answered; the record is rejected with ``reason``.
+
+    Not a SynthError: it ends one record, not the run.
+    """
+
+    def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
+    """sha256 of everything that determines the answer."""
+    blob = json.dumps({"model": model, "messages": messages, "params": params.to_request(),
+                       "sample": sample}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _invalid_request(exc: BaseException) -> bool:
+    """A request the server will never accept as sent.
+
+    llama-cpp-python answers a request that fails validation with HTTP 500 and a pydantic
+    "validation error" message; retrying that would only repeat the refusal.
+    """
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return True
+    return (isinstance(exc, openai.InternalServerError)
+            and "validation error" in _message(exc).lower())
+
+
+def _retryable(exc: BaseException) -> bool:
+    if _invalid_request(exc):
+        return False
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError)
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The server's ``Retry-After`` (or ``retry-after-ms``) in seconds, if it sent one."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        if when is None:
+            return None
+        return max(when.timestamp() - time.time(), 0.0)
+
+
+class LLMClient:
+    """Async chat completions against one OpenAI-compatible endpoint and model.
+
+    Args:
+        base_url: the endpoint, e.g. ``http://127.0.0.1:8000/v1``.
+        model: model name sent with every request.
+        store: run store holding the request cache.
+        config: concurrency, timeouts, retry bounds, rate limits.
+        stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
+        http_client: optional httpx client (tests pass one with a ``MockTransport``).
+    """
+
+    def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
+                 stats: Counter[str] | None = None,
+                 http_client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url
+        self.model = model
+        self.store = store
+        self.config = config
+        self.stats: Counter[str] = stats if stats is not None else Counter()
+        # Our own retries (tenacity) replace the SDK's, so that Retry-After and the bound apply.
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
+                                          timeout=config.timeout_s, http_client=http_client)
+        self._sem = asyncio.Semaphore(config.concurrency)
+        self._rpm = TokenBucket(config.rpm) if config.rpm else None
+        self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def list_models(self) -> list[str]:
+        """Model ids the endpoint serves; raises a SynthError the user can act on."""
+        try:
+            page = await self._client.models.list()
+        except openai.AuthenticationError as exc:
+            raise AuthenticationFailed(
+                f"{self.base_url} refused the API key (HTTP {exc.status_code}); "
+                "set OPENAI_API_KEY to a valid key") from exc
+        except openai.PermissionDeniedError as exc:
+            raise AuthenticationFailed(
+                f"{self.base_url} denied access (HTTP 403); check the key's permissions") from exc
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise EndpointUnreachable(
+                f"cannot reach {self.base_url} ({exc.__class__.__name__}); is the server "
+                "running? Check --base-url / OPENAI_BASE_URL") from exc
+        except openai.NotFoundError:
+            return []  # some servers have no /models; requests will tell
+        except openai.APIStatusError as exc:
+            raise LLMError(f"{self.base_url}/models answered HTTP {exc.status_code}") from exc
+        return [m.id for m in page.data]
+
+    async def check(self) -> None:
+        """Fail fast, before any record is processed, when the endpoint or model is unusable."""
+        models = await self.list_models()
+        if models and self.model not in models:
+            raise ModelNotFound(
+                f"model {self.model!r} is not served by {self.base_url}; "
+                f"available: {', '.join(models[:10])}")
+
+    async def complete(self, messages: list[Message], params: SamplingParams,
+                       sample: int = 0) -> Completion:
+        """One chat completion, from the cache when this exact request was answered before.
+
+        Raises:
+            LLMRequestFailed: the request failed for good (reason ``llm_error`` after bounded
+                retries, ``llm_bad_request`` for a 400/422 the server will not accept).
+            AuthenticationFailed, ModelNotFound: the run cannot go on.
+        """
+        key = cache_key(self.model, messages, params, sample)
+        hit = self.store.get_response(key)
+        if hit is not None:
+            self.stats["cache_hits"] += 1
+            return Completion.from_cache(hit, key)
+        if self._rpm is not None:
+            await self._rpm.acquire(1)
+        if self._tpm is not None:
+            prompt = "\n".join(m.get("content", "") for m in messages)
+            await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
+        async with self._sem:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                completion = await self._send_with_retries(messages, params)
+            finally:
+                self.in_flight -= 1
+        completion.key = key
+        self.store.put_response(key, self.model, completion.to_cache())
+        self.stats["tokens_in"] += completion.tokens_in
+        self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        told = retry_after_seconds(exc)
+        if told is not None:
+            return min(told, max(self.config.backoff_max_s, 1.0) * 10)
+        backoff = wait_random_exponential(multiplier=self.config.backoff_base_s,
+                                          max=self.config.backoff_max_s)
+        return float(backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats["retries"] += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.debug("retrying after %s (attempt %d)", exc.__class__.__name__, state.attempt_number)
+
+    async def _send_with_retries(self, messages: list[Message],
+                                 params: SamplingParams) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send(messages, params)
+        except openai.AuthenticationError as exc:
+            raise AuthenticationFailed(
+                f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY") from exc
+        except openai.NotFoundError as exc:
+            raise ModelNotFound(
+                f"{self.base_url} answered 404 for model {self.model!r}: {_message(exc)}") from exc
+        except (openai.APIError, httpx.HTTPError) as exc:
+            if _invalid_request(exc):
+                raise LLMRequestFailed("llm_bad_request", _message(exc),
+                                       getattr(exc, "status_code", None)) from exc
+            self.stats["failed_requests"] += 1
+            status = getattr(exc, "status_code", None)
+            raise LLMRequestFailed("llm_error", f"{exc.__class__.__name__}: {_message(exc)}",
+                                   status) from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    async def _send(self, messages: list[Message], params: SamplingParams) -> Completion:
+        self.stats["requests"] += 1
+        resp = await self._client.chat.completions.create(
+            model=self.model, messages=messages,  # type: ignore[arg-type]
+            **params.to_request(),
+        )
+        if not resp.choices:
+            raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
+        choice = resp.choices[0]
+        logprobs = None
+        if choice.logprobs is not None and choice.logprobs.content is not None:
+            logprobs = [t.model_dump() for t in choice.logprobs.content]
+        usage = resp.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason or "unknown",
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            logprobs=logprobs,
+        )
+
+
+def _message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return str(exc)[:300]

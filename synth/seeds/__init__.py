@@ -1,0 +1,1 @@
+"""Seeds: corpus walking, languages, snippet extraction."""
