@@ -34,7 +34,10 @@ _INT = re.compile(r"(?<![\d.])([1-6])(?![\d.])")
 
 
 def expected_score(top_logprobs: Sequence[dict[str, Any]]) -> float | None:
-    """Σ p(k)·k over the score tokens among ``top_logprobs``, renormalised; None if none."""
+    """Σ p(k)·k over the score tokens among ``top_logprobs``, renormalised; None if none.
+
+    A token counts for k when it is "k" after stripping whitespace (" 4" and "4" both).
+    """
     probs = dict.fromkeys(SCORES.values(), 0.0)
     for cand in top_logprobs:
         value = SCORES.get(str(cand.get("token", "")).strip())
@@ -53,23 +56,35 @@ def parse_score(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def score_completion(completion: Completion) -> tuple[float, str]:
-    """``(score, method)``, or ``(nan, reason)`` when the reply holds no score."""
+def score_mass(top_logprobs: Sequence[dict[str, Any]]) -> float:
+    """Total probability of the score tokens: how much the model meant to answer a digit."""
+    return sum(math.exp(c["logprob"]) for c in top_logprobs
+               if str(c.get("token", "")).strip() in SCORES and c.get("logprob") is not None
+               and math.isfinite(c["logprob"]))
+
+
+def score_completion(completion: Completion) -> tuple[float, str, float | None]:
+    """``(score, method, digit mass)``, or ``(nan, reason, None)`` when there is no score.
+
+    The digit mass (probability of "1".."6" at the position used) is kept so that scores read
+    from a model that hardly meant to answer with a digit can be told apart.
+    """
     if completion.logprobs:
-        first = completion.logprobs[0]
-        value = expected_score(first.get("top_logprobs") or [])
+        first = completion.logprobs[0].get("top_logprobs") or []
+        value = expected_score(first)
         if value is not None:
-            return value, "logprobs"
+            return value, "logprobs", score_mass(first)
         for position in completion.logprobs[1:]:
             if str(position.get("token", "")).strip() in SCORES:
-                value = expected_score(position.get("top_logprobs") or [])
+                top = position.get("top_logprobs") or []
+                value = expected_score(top)
                 if value is not None:
-                    return value, "logprobs_later"
+                    return value, "logprobs_later", score_mass(top)
                 break
     parsed = parse_score(completion.text)
     if parsed is not None:
-        return float(parsed), "parsed"
-    return math.nan, "no_score_in_reply"
+        return float(parsed), "parsed", None
+    return math.nan, "no_score_in_reply", None
 
 
 def _user_side(record: Record) -> str:
@@ -128,8 +143,10 @@ class DeitaScores(AsyncStage):
             except LLMRequestFailed as exc:
                 value, how = math.nan, exc.reason
             else:
-                value, how = score_completion(completion)
+                value, how, mass = score_completion(completion)
                 record.meta.setdefault("score_raw", {})[which] = completion.text
+                if mass is not None:
+                    record.meta.setdefault("score_mass", {})[which] = round(mass, 6)
             record.scores[which] = value
             if math.isnan(value):
                 record.meta.setdefault("score_errors", {})[which] = how
