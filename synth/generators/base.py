@@ -73,29 +73,41 @@ DIALECTS = ("json_schema", "json_object", "sections")
 
 @dataclass
 class FormatState:
-    """The reply dialect in use. ``auto`` moves down :data:`DIALECTS` when the endpoint refuses
-    a ``response_format``; ``json`` and ``sections`` never change."""
+    """The reply dialect in use, moving down the allowed :data:`DIALECTS` when the endpoint
+    refuses a ``response_format``: ``auto`` allows all three, ``json`` the two JSON dialects,
+    ``sections`` only sections."""
 
-    auto: bool
+    allowed: tuple[str, ...]
     current: str
 
     @classmethod
     def from_option(cls, option: str, task: Task,
                     first_dialect: str = "json_schema") -> FormatState:
         if task.schema is None or option == "sections":
-            return cls(False, "sections")
-        return cls(option == "auto", first_dialect)
+            return cls(("sections",), "sections")
+        allowed = DIALECTS[DIALECTS.index(first_dialect):]
+        if option == "json":
+            allowed = tuple(d for d in allowed if d != "sections")
+        return cls(allowed, first_dialect)
 
     @property
     def answer_format(self) -> str:
         """What the templates and parser see: ``json`` or ``sections``."""
         return "sections" if self.current == "sections" else "json"
 
-    def fall_back(self, failed: str) -> None:
-        """Move past ``failed`` (once, even when many requests fail at the same time)."""
-        if self.current == failed and failed != "sections":
-            self.current = DIALECTS[DIALECTS.index(failed) + 1]
-            log.warning("the endpoint refused response_format %s; trying %s", failed, self.current)
+    def fall_back(self, failed: str) -> bool:
+        """Move past ``failed``; False when nothing is left to try.
+
+        Many requests in flight may be refused at once: only the first moves the state.
+        """
+        if self.current != failed:
+            return True
+        rest = self.allowed[self.allowed.index(failed) + 1:]
+        if not rest:
+            return False
+        self.current = rest[0]
+        log.warning("the endpoint refused response_format %s; trying %s", failed, self.current)
+        return True
 
 
 def _rejects_response_format(exc: LLMRequestFailed) -> bool:
@@ -138,8 +150,8 @@ class TaskStage(AsyncStage):
             completion = await self.client.complete(messages, params,
                                                     sample=int(record.meta.get("sample", 0)))
         except LLMRequestFailed as exc:
-            if self.format.auto and dialect != "sections" and _rejects_response_format(exc):
-                self.format.fall_back(dialect)
+            if (dialect != "sections" and _rejects_response_format(exc)
+                    and self.format.fall_back(dialect)):
                 return await self.process(record)
             record.meta["llm_error"] = exc.detail
             self.reject(record, exc.reason)
