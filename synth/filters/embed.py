@@ -23,6 +23,7 @@ import numpy as np
 from synth.errors import ConfigError, StoreError
 
 log = logging.getLogger("synth")
+_MODELS: dict[str, Any] = {}  # loaded models by path: one load per process, shared by stages
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 CACHE_NAME = "embeddings.sqlite"
 
@@ -82,11 +83,14 @@ class Embedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+            key = str(self.model_path.resolve())
+            if key not in _MODELS:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(self.model_path), device="cpu")
+                _MODELS[key] = SentenceTransformer(key, device="cpu")
+            self._model = _MODELS[key]
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

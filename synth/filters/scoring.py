@@ -30,7 +30,7 @@ log = logging.getLogger("synth")
 
 SCORES = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6}
 TEMPLATES = {"complexity": "deita_complexity", "quality": "deita_quality"}
-_INT = re.compile(r"(?<![\d.])([1-6])(?![\d.])")
+_INT = re.compile(r"(?<![\d.])([1-6])(?!\d|\.\d)")
 
 
 def expected_score(top_logprobs: Sequence[dict[str, Any]]) -> float | None:
