@@ -14,6 +14,7 @@ Reads ``instruction``/``input``/``response``; writes ``scores["complexity"]``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -134,25 +135,27 @@ class DeitaScores(AsyncStage):
                 return await self.client.complete(messages, self.params)
             raise
 
-    async def process(self, record: Record) -> Record | None:
+    async def _score(self, which: str, record: Record) -> None:
         counts = self.ctx.stats.stages[self.name].counts
-        for which in self.which:
-            messages = self.messages(which, record)
-            try:
-                completion = await self._ask(messages)
-            except LLMRequestFailed as exc:
-                value, how = math.nan, exc.reason
-            else:
-                value, how, mass = score_completion(completion)
-                record.meta.setdefault("score_raw", {})[which] = completion.text
-                if mass is not None:
-                    record.meta.setdefault("score_mass", {})[which] = round(mass, 6)
-            record.scores[which] = value
-            if math.isnan(value):
-                record.meta.setdefault("score_errors", {})[which] = how
-                counts[f"nan:{which}:{how}"] += 1
-            else:
-                record.meta.setdefault("score_methods", {})[which] = how
-                counts[f"method:{which}:{how}"] += 1
-            record.meta.setdefault("score_templates", {})[which] = self.template_hashes[which]
+        try:
+            completion = await self._ask(self.messages(which, record))
+        except LLMRequestFailed as exc:
+            value, how = math.nan, exc.reason
+        else:
+            value, how, mass = score_completion(completion)
+            record.meta.setdefault("score_raw", {})[which] = completion.text
+            if mass is not None:
+                record.meta.setdefault("score_mass", {})[which] = round(mass, 6)
+        record.scores[which] = value
+        if math.isnan(value):
+            record.meta.setdefault("score_errors", {})[which] = how
+            counts[f"nan:{which}:{how}"] += 1
+        else:
+            record.meta.setdefault("score_methods", {})[which] = how
+            counts[f"method:{which}:{how}"] += 1
+        record.meta.setdefault("score_templates", {})[which] = self.template_hashes[which]
+
+    async def process(self, record: Record) -> Record | None:
+        # Both requests of a record in flight at once.
+        await asyncio.gather(*(self._score(which, record) for which in self.which))
         return record
