@@ -482,3 +482,172 @@ def seeds_refresh(
         what = "unchanged" if not c.changed else (
             f"kept {c.kept}, added {c.added}, removed {c.removed} centres")
         typer.echo(f"coreset: {what}; embedded {c.embedded} seeds; radius {c.radius:.4f}")
+
+
+# -- score / select / filter (DEITA, XCoder) -----------------------------------------------
+
+InputOpt = Annotated[Path | None, typer.Option(
+    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
+    "Default: RUN/dataset.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
+    envvar="OPENAI_BASE_URL")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name at the endpoint.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(help="Requests in flight.")]
+ComplexityOpt = Annotated[bool, typer.Option(
+    "--complexity", help="DEITA complexity score (LLM, expectation over tokens 1..6).")]
+QualityOpt = Annotated[bool, typer.Option(
+    "--quality", help="DEITA quality score (LLM, expectation over tokens 1..6).")]
+TestsOpt = Annotated[bool, typer.Option(
+    "--tests", help="XCoder unit-test quality: LLM-written tests run in the sandbox.")]
+NumTestsOpt = Annotated[int | None, typer.Option(help="Tests the LLM writes per sample.")]
+TestTimeoutOpt = Annotated[float | None, typer.Option(help="Seconds per unit test.")]
+ParallelOpt = Annotated[int | None, typer.Option(
+    help="Sandboxed executions at once (0: one per core).")]
+UnsafeOpt = Annotated[bool, typer.Option(
+    "--unsafe-exec", help="Run generated code even where no namespace isolation exists "
+    "(rlimits only). Never on a machine you care about.")]
+TemplatesOpt = Annotated[Path | None, typer.Option(help="Directory overriding templates.")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="synth.toml to read.")]
+BudgetOpt = Annotated[int | None, typer.Option(help="Keep at most this many samples.")]
+TauOpt = Annotated[float | None, typer.Option(
+    help="Keep a sample only if its cosine SIMILARITY to every kept one is <= tau.")]
+FusionOpt = Annotated[str | None, typer.Option(
+    help="product (DEITA: c*q) or weighted (XCoder: alpha*norm(c)+(1-alpha)*norm(q)).")]
+AlphaOpt = Annotated[float | None, typer.Option(help="Weight of complexity for --fusion weighted.")]
+CKeyOpt = Annotated[str | None, typer.Option(
+    help="Score used as complexity. Default: complexity if present, else ast_complexity.")]
+QKeyOpt = Annotated[str | None, typer.Option(
+    help="Score used as quality ('' for none). Default: quality if present, else none.")]
+EmbedResponseOpt = Annotated[bool, typer.Option(
+    "--embed-response", help="Embed instruction + response instead of the instruction.")]
+EmbedderOpt = Annotated[Path | None, typer.Option(
+    help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
+
+
+def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
+                 score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
+                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any]) -> None:
+    from synth.config import (
+        LLMConfig,
+        SandboxConfig,
+        ScoreConfig,
+        SelectConfig,
+        load_toml,
+        resolve,
+    )
+    from synth.filters.run import run_filters
+
+    try:
+        toml = load_toml(config)
+        score = resolve(ScoreConfig, "score", toml, score_cli) if score_cli is not None else None
+        select = (resolve(SelectConfig, "select", toml, select_cli)
+                  if select_cli is not None else None)
+        llm = resolve(LLMConfig, "llm", toml, llm_cli)
+        sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
+        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress())
+    except SynthError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
+                    err=True)
+        raise typer.Exit(code=130) from None
+    nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
+           if k.startswith("nan:")}
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
+               f"({stats['llm'].get('requests', 0)} requests, {stats['wall_time_s']} s)"
+               + (f"; NaN scores: {nan}" if nan else ""))
+
+
+def _score_cli(complexity: bool, quality: bool, tests: bool, num_tests: int | None,
+               test_timeout: float | None, templates: Path | None) -> dict[str, Any]:
+    return {"complexity": complexity or None, "quality": quality or None, "tests": tests or None,
+            "num_tests": num_tests, "test_timeout_s": test_timeout,
+            "templates": str(templates) if templates else None}
+
+
+def _select_cli(budget: int | None, tau: float | None, fusion: str | None, alpha: float | None,
+                complexity_key: str | None, quality_key: str | None, embed_response: bool,
+                embedder: Path | None) -> dict[str, Any]:
+    return {"budget": budget, "tau": tau, "fusion": fusion, "alpha": alpha,
+            "complexity_key": complexity_key, "quality_key": quality_key,
+            "embed_response": embed_response or None,
+            "embedder": str(embedder) if embedder else None}
+
+
+@app.command()
+def score(
+    input: InputOpt = None,
+    run_dir: RunDir = Path("runs/default"),
+    complexity: ComplexityOpt = False,
+    quality: QualityOpt = False,
+    tests: TestsOpt = False,
+    num_tests: NumTestsOpt = None,
+    test_timeout: TestTimeoutOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    parallel: ParallelOpt = None,
+    unsafe_exec: UnsafeOpt = False,
+    templates: TemplatesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
+    _run_filters("score", input, run_dir, config,
+                 _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
+                 {"base_url": base_url, "model": model, "concurrency": concurrency},
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+
+
+@app.command()
+def select(
+    input: InputOpt = None,
+    run_dir: RunDir = Path("runs/default"),
+    budget: BudgetOpt = None,
+    tau: TauOpt = None,
+    fusion: FusionOpt = None,
+    alpha: AlphaOpt = None,
+    complexity_key: CKeyOpt = None,
+    quality_key: QKeyOpt = None,
+    embed_response: EmbedResponseOpt = False,
+    embedder: EmbedderOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
+    _run_filters("select", input, run_dir, config, None,
+                 _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
+                             embed_response, embedder), {}, {})
+
+
+@app.command("filter")
+def filter_(
+    input: InputOpt = None,
+    run_dir: RunDir = Path("runs/default"),
+    complexity: ComplexityOpt = False,
+    quality: QualityOpt = False,
+    tests: TestsOpt = False,
+    num_tests: NumTestsOpt = None,
+    test_timeout: TestTimeoutOpt = None,
+    budget: BudgetOpt = None,
+    tau: TauOpt = None,
+    fusion: FusionOpt = None,
+    alpha: AlphaOpt = None,
+    complexity_key: CKeyOpt = None,
+    quality_key: QKeyOpt = None,
+    embed_response: EmbedResponseOpt = False,
+    embedder: EmbedderOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    parallel: ParallelOpt = None,
+    unsafe_exec: UnsafeOpt = False,
+    templates: TemplatesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score then select, on synth's output or any instruction dataset (--input)."""
+    _run_filters("filter", input, run_dir, config,
+                 _score_cli(complexity, quality, tests, num_tests, test_timeout, templates),
+                 _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
+                             embed_response, embedder),
+                 {"base_url": base_url, "model": model, "concurrency": concurrency},
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})

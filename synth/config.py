@@ -208,3 +208,91 @@ def api_key() -> str:
 def as_dict(*configs: Any) -> dict[str, Any]:
     """Configs as a JSON-able dict keyed by class name (for config.json; holds no secret)."""
     return {type(c).__name__: dataclasses.asdict(c) for c in configs}
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits for running generated code (``synth.sandbox``); section ``[sandbox]``.
+
+    ``memory_mb`` bounds each process's address space and the total resident memory of the box;
+    ``disk_mb`` is the size of the box's private ``/tmp`` (which holds the work directory) and the
+    largest file a program may write. ``parallel`` 0 means one execution per CPU core.
+    ``unsafe_exec`` allows running without namespaces when the machine has none: only rlimits
+    and a clean environment then stand between the code and the host.
+    """
+
+    timeout_s: float = 10.0
+    cpu_s: int | None = None
+    memory_mb: int = 1024
+    disk_mb: int = 64
+    max_procs: int = 64
+    max_files: int = 256
+    max_output_bytes: int = 64 * 1024
+    parallel: int = 0
+    unsafe_exec: bool = False
+    isolation: str = "auto"
+    uid_base: int = 2_000_000_000
+
+    def validate(self) -> None:
+        for name in ("timeout_s", "memory_mb", "disk_mb", "max_procs", "max_files",
+                     "max_output_bytes"):
+            _positive(name, getattr(self, name))
+        if self.cpu_s is not None:
+            _positive("cpu_s", self.cpu_s)
+        if self.parallel < 0:
+            raise ConfigError(f"--parallel must be >= 0, got {self.parallel}")
+        if self.isolation not in ("auto", "root", "userns"):
+            raise ConfigError(
+                f"sandbox isolation must be auto, root or userns, got {self.isolation!r}")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """``synth score`` / ``synth filter``: which scores to compute; section ``[score]``."""
+
+    complexity: bool = False
+    quality: bool = False
+    tests: bool = False
+    heuristics: bool = True
+    num_tests: int = 12
+    test_timeout_s: float = 5.0
+    top_logprobs: int = 20
+    test_max_tokens: int = 2048
+    templates: str | None = None
+
+    def validate(self) -> None:
+        _positive("num_tests", self.num_tests)
+        _positive("test_timeout_s", self.test_timeout_s)
+        _positive("test_max_tokens", self.test_max_tokens)
+        if not 1 <= self.top_logprobs <= 20:
+            raise ConfigError(f"--top-logprobs must be in 1..20, got {self.top_logprobs}")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """``synth select``: score-first diversity selection; section ``[select]``.
+
+    ``complexity_key``/``quality_key`` None: ``complexity``/``quality`` when the records have
+    them, else ``ast_complexity`` and no quality. ``quality_key`` "" ranks by the first alone.
+    """
+
+    budget: int | None = None
+    tau: float = 0.9
+    fusion: str = "product"
+    alpha: float = 0.5
+    complexity_key: str | None = None
+    quality_key: str | None = None
+    embed_response: bool = False
+    embedder: str | None = None
+    batch_size: int = 1024
+
+    def validate(self) -> None:
+        if self.budget is not None and self.budget < 0:
+            raise ConfigError(f"--budget must be >= 0, got {self.budget}")
+        if not -1.0 <= self.tau <= 1.0:
+            raise ConfigError(f"--tau is a cosine similarity in [-1, 1], got {self.tau}")
+        if self.fusion not in ("product", "weighted"):
+            raise ConfigError(f"--fusion must be product or weighted, got {self.fusion!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
+        _positive("batch_size", self.batch_size)

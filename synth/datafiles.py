@@ -23,7 +23,8 @@ RESPONSE_KEYS = ("response", "output", "answer", "completion", "solution")
 CHAT_KEYS = ("messages", "conversations", "conversation")
 ID_KEYS = ("id", "task_id", "idx")
 
-_MAPPED = frozenset(INSTRUCTION_KEYS + INPUT_KEYS + RESPONSE_KEYS + CHAT_KEYS + ID_KEYS)
+_MAPPED = frozenset(INSTRUCTION_KEYS + INPUT_KEYS + RESPONSE_KEYS + CHAT_KEYS + ID_KEYS
+                    + ("scores",))
 _USER = {"user", "human"}
 _ASSISTANT = {"assistant", "gpt", "model"}
 
@@ -162,12 +163,17 @@ def row_to_record(row: dict[str, Any], index: int, source: str) -> Record:
     rid = str(raw_id) if raw_id is not None else content_id("row", index, instruction, inp,
                                                             response)
     extra = {k: v for k, v in row.items() if k not in _MAPPED}
+    # A synth dataset's ``scores`` column comes back as scores (null = not computed = NaN), so
+    # ``synth select`` can run on the output of an earlier ``synth score``.
+    raw_scores = row.get("scores")
+    scores = ({str(k): float("nan") if v is None else float(v) for k, v in raw_scores.items()}
+              if isinstance(raw_scores, dict) else {})
     meta: dict[str, Any] = {"index": index, "provenance": {"source": source, "row": index}}
     if extra:
         meta["extra"] = extra
     return Record(id=rid, seed=str(row.get("seed") or ""), task=str(row.get("task") or ""),
                   lang=str(row.get("lang") or ""), instruction=instruction, input=inp,
-                  response=response, meta=meta)
+                  response=response, scores=scores, meta=meta)
 
 
 def read_records(path: Path) -> Iterator[Record]:

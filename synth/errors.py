@@ -14,7 +14,9 @@ The tree::
     │   ├── AuthenticationFailed 401 / 403 from the endpoint
     │   ├── ModelNotFound        the endpoint does not serve the requested model
     │   └── ServerStartError     the embedded llama.cpp server did not come up
-    └── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
+    ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
+    └── SandboxError           generated code cannot be executed safely
+        └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
 """
 
 from __future__ import annotations
@@ -58,3 +60,11 @@ class ServerStartError(LLMError):
 
 class StoreError(SynthError):
     """The run directory or its SQLite store cannot be used."""
+
+
+class SandboxError(SynthError):
+    """The sandbox for generated code could not be set up."""
+
+
+class IsolationUnavailable(SandboxError):
+    """No isolation is available and the user did not allow running without it."""

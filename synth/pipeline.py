@@ -27,15 +27,23 @@ log = logging.getLogger("synth")
 
 @dataclass
 class StageStats:
-    """What one stage saw: records in, records out, and drops per reason."""
+    """What one stage saw: records in, records out, drops per reason, and other events.
+
+    ``counts`` holds events that drop nothing, e.g. ``nan:complexity:no_logprobs`` for a score
+    that could not be computed, or ``method:complexity:logprobs``.
+    """
 
     records_in: int = 0
     records_out: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"in": self.records_in, "out": self.records_out,
-                "rejected": dict(sorted(self.rejected.items()))}
+        d: dict[str, Any] = {"in": self.records_in, "out": self.records_out,
+                             "rejected": dict(sorted(self.rejected.items()))}
+        if self.counts:
+            d["counts"] = dict(sorted(self.counts.items()))
+        return d
 
 
 @dataclass

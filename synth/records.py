@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -65,12 +66,21 @@ class Record:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+        """Standard JSON: a NaN score is written as null (SQLite's JSON functions and most
+        tools reject the ``NaN`` literal) and read back as NaN by :meth:`from_dict`."""
+        data = self.to_dict()
+        data["scores"] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                          for k, v in self.scores.items()}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        if isinstance(values.get("scores"), dict):
+            values["scores"] = {k: math.nan if v is None else v
+                                for k, v in values["scores"].items()}
+        return cls(**values)
 
     @classmethod
     def from_json(cls, text: str) -> Record:
