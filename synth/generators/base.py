@@ -37,6 +37,7 @@ class Task(ABC):
     name: str
     template: str
     schema: dict[str, Any] | None = None
+    description: str = ""
 
     def variables(self, record: Record, answer_format: str) -> dict[str, Any]:
         """Template variables for ``record``."""

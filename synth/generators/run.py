@@ -110,7 +110,8 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     log.warning("interrupted: writing what finished so far")
                 finally:
                     config["answer_dialect"] = stage.format.current
-                    stats = write_outputs(ctx, config, f"synth {task.name} dataset", interrupted)
+                    stats = write_outputs(ctx, config, f"synth {task.name} dataset", interrupted,
+                                          description=task.description)
                 if interrupted:
                     raise KeyboardInterrupt
                 return stats
