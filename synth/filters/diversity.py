@@ -142,9 +142,10 @@ def select_diverse(emb: np.ndarray, order: np.ndarray, tau: float, budget: int |
         survivors = cand[rows]
         conflict = _too_similar(survivors @ survivors.T, np.arange(rows.size),
                                 np.arange(rows.size), survivors, survivors, tau, margin)
-        conflict = np.tril(conflict, -1)  # only earlier candidates can block a later one
+        # Only earlier candidates can block a later one.
+        conflict = np.asarray(np.tril(conflict, -1), dtype=bool)
         has_conflict = conflict.any(axis=1)
-        accept = ~has_conflict
+        accept: np.ndarray = np.logical_not(has_conflict)
         for i in np.flatnonzero(has_conflict):
             accept[i] = not (conflict[i, :i] & accept[:i]).any()
         chosen = rows[accept][: limit - n_kept]

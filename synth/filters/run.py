@@ -47,7 +47,9 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
 
     path = input_path(run_dir, source)
     llm = llm or LLMConfig()
-    score = score or ScoreConfig(heuristics=False)
+    # Heuristic scores are cheap and deterministic: select computes them too, so it can rank
+    # raw datasets offline (by ast_complexity) without a prior ``synth score``.
+    score = score or ScoreConfig()
     needs_llm = score.complexity or score.quality or score.tests
     with contextlib.ExitStack() as stack:
         box = None

@@ -137,12 +137,15 @@ def parse_tests(text: str, limit: int) -> TestSuite | None:
         asserts = [n for n in tree.body if isinstance(n, ast.Assert)]
         if asserts:
             setup = [n for n in tree.body if not isinstance(n, ast.Assert)]
-            funcs = [ast.FunctionDef(name=f"test_assert_{i + 1}", args=ast.arguments(
-                posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
-                body=[a], decorator_list=[], returns=None, type_params=[])
-                for i, a in enumerate(asserts[:limit])]
+            funcs: list[ast.stmt] = []
+            for i, stmt in enumerate(asserts[:limit]):
+                func = ast.parse(f"def test_assert_{i + 1}():\n    pass").body[0]
+                assert isinstance(func, ast.FunctionDef)
+                func.body = [stmt]
+                funcs.append(func)
             module = ast.fix_missing_locations(ast.Module(body=setup + funcs, type_ignores=[]))
-            return TestSuite(ast.unparse(module), [f.name for f in funcs])
+            return TestSuite(ast.unparse(module),
+                             [f.name for f in funcs if isinstance(f, ast.FunctionDef)])
     return None
 
 
