@@ -64,7 +64,7 @@ def real_embeddings(n: int) -> np.ndarray:
     import sysconfig
 
     from synth.config import SeedsConfig
-    from synth.seeds.embed import Embedder, EmbeddingCache, embed_cached
+    from synth.embed import Embedder, EmbeddingCache, embed_cached
     from synth.seeds.extract import extract_seeds, sample_seeds
 
     roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]

@@ -424,7 +424,7 @@ def seeds_select(
         help="Truncate seeds to this many tokens when embedding.")] = None,
 ) -> None:
     """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
-    from synth.seeds.embed import Embedder
+    from synth.embed import Embedder
     from synth.seeds.refresh import CORESET_SEEDS, select_coreset
     from synth.store import RunStore
 

@@ -70,7 +70,7 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
         if needs_llm:
             stages += _llm_stages(stack, ctx, run_dir, score, llm, box, config)
         if select is not None:
-            stages.append(_select_stage(select, run_dir))
+            stages.append(_select_stage(stack, select, run_dir))
             config |= as_dict(select)
         config |= as_dict(score)
         if box is not None:
@@ -92,11 +92,12 @@ def _records(records: list[Record]) -> Iterator[Record]:
     yield from records
 
 
-def _select_stage(cfg: SelectConfig, run_dir: Path) -> Stage:
-    from synth.filters.embed import Embedder
+def _select_stage(stack: contextlib.ExitStack, cfg: SelectConfig, run_dir: Path) -> Stage:
+    from synth.embed import Embedder, EmbeddingCache
     from synth.filters.select import DiversitySelect
 
-    return DiversitySelect(cfg, Embedder(cfg.embedder, cache_dir=run_dir))
+    cache = stack.enter_context(EmbeddingCache(run_dir))
+    return DiversitySelect(cfg, Embedder(cfg.embedder), cache)
 
 
 def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, score: ScoreConfig,

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from synth.config import SelectConfig
+from synth.embed import Embedder, EmbeddingCache, embed_texts
 from synth.filters.diversity import normalize_rows, select_diverse
-from synth.filters.embed import Embedder
 from synth.filters.fusion import fuse, record_scores, score_order
 from synth.pipeline import Stage
 from synth.records import Record
@@ -46,15 +46,18 @@ class DiversitySelect(Stage):
     Args:
         config: budget, τ, fusion and which scores to fuse.
         embedder: turns instruction (optionally + response) texts into vectors.
+        cache: the run directory's embedding cache (None: embed everything every time).
     """
 
     name = "select"
     needs_all = True
 
-    def __init__(self, config: SelectConfig, embedder: Embedder) -> None:
+    def __init__(self, config: SelectConfig, embedder: Embedder,
+                 cache: EmbeddingCache | None = None) -> None:
         super().__init__()
         self.config = config
         self.embedder = embedder
+        self.cache = cache
 
     def run(self, records: Iterator[Record]) -> Iterator[Record]:
         recs = list(records)
@@ -69,8 +72,8 @@ class DiversitySelect(Stage):
         log.info("select: %d records, score %s%s (%s), tau %.3f, budget %s", len(recs), c_key,
                  f" x {q_key}" if q_key else "", cfg.fusion, cfg.tau, cfg.budget)
         order = score_order(fused)
-        emb = normalize_rows(self.embedder.encode([embed_text(r, cfg.embed_response)
-                                                   for r in recs]))
+        emb = normalize_rows(embed_texts([embed_text(r, cfg.embed_response) for r in recs],
+                                         self.embedder, self.cache))
         chosen = select_diverse(emb, order, cfg.tau, cfg.budget, cfg.batch_size)
         rank = {int(i): k for k, i in enumerate(chosen)}
         # Everything up to the last kept candidate was considered; what follows never was.

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth.embed import Embedder, EmbeddingCache, embed_cached
 from synth.errors import ConfigError, InputError
 from synth.records import Record
 from synth.seeds.coreset import kcenter_greedy
 from synth.seeds.dedup import Deduper
-from synth.seeds.embed import Embedder, EmbeddingCache, embed_cached
 from synth.seeds.extract import (
     SEEDS_FILE,
     FileIndex,

@@ -11,7 +11,8 @@ from typer.testing import CliRunner, Result
 
 from synth.cli import app
 from synth.config import SelectConfig
-from synth.filters.embed import Embedder
+from synth.embed import Embedder, EmbeddingCache, embed_texts
+from synth.filters.diversity import normalize_rows
 from synth.filters.run import run_filters
 from synth.filters.select import resolve_keys
 from synth.records import Record
@@ -75,17 +76,20 @@ def test_select_refuses_a_bad_tau(data: Path, tmp_path: Path) -> None:
 
 
 def test_embedder_cache_and_similarity(tmp_path: Path) -> None:
-    emb = Embedder(cache_dir=tmp_path)
     texts = ["sort a list of numbers", "sort a list of integers", "bake bread at home"]
-    first = emb.encode(texts)
+    with EmbeddingCache(tmp_path) as cache:
+        first = normalize_rows(embed_texts(texts, Embedder(), cache))
+        assert cache.count(Embedder().name) == 3
     assert first.shape == (3, 384) and first.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     assert first[0] @ first[1] > 0.8 > first[0] @ first[2]
-    emb.close()
-    again = Embedder(cache_dir=tmp_path)
-    np.testing.assert_array_equal(again.encode(texts + texts[:1]), np.vstack([first, first[:1]]))
-    assert again.computed == 0 and again.cached == 4
-    again.close()
+
+    class NoModel(Embedder):
+        def encode(self, texts):  # noqa: ANN001, ANN202 - the cache must answer everything
+            raise AssertionError("embedded again")
+
+    with EmbeddingCache(tmp_path) as cache:
+        again = normalize_rows(embed_texts(texts + texts[:1], NoModel(), cache))
+    np.testing.assert_array_equal(again, np.vstack([first, first[:1]]))
 
 
 def test_resolve_keys_prefers_llm_scores() -> None:

