@@ -272,21 +272,17 @@ class _Bounds:
 
 
 def _screen(dots: np.ndarray, rows_sq32: np.ndarray, centres_sq: np.ndarray,
-            reach: np.ndarray, margin: np.float32,
-            skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            reach: np.ndarray, margin: np.float32) -> tuple[np.ndarray, np.ndarray]:
     """(row, centre) pairs whose exact distance may be a row's new minimum.
 
     ``dots`` (rows × centres, float32, overwritten) becomes ``|x|² − 2x·c + |c|²``, within
     ``margin`` of the true squared distance. A pair matters only if it may beat the row's
     current minimum (``reach``) and may be the smallest of the row's new pairs: no more than
-    ``2·margin`` above the row's smallest screened value. Pairs where ``skip`` is true are
-    left out.
+    ``2·margin`` above the row's smallest screened value.
     """
     dots *= -2.0
     dots += rows_sq32[:, None]
     dots += centres_sq.astype(np.float32)[None, :]
-    if skip is not None:
-        dots[skip] = np.inf
     # The last margin also covers the float32 rounding of the reference distances (a pair
     # with the smallest rounded distance may be up to ~1e-5·|x|² above the smallest true one;
     # margin ≥ 2·gamma32·max_norm² ≈ 4.6e-5·max_norm² for d = 384).
@@ -416,7 +412,7 @@ class _LazyEngine(_Engine):
     the minimum.
     """
 
-    batch = 64
+    batch = 16  # stale rows refreshed together; larger batches refresh rows not yet needed
 
     def __init__(self, x: np.ndarray, k: int) -> None:
         n, d = x.shape
@@ -465,9 +461,10 @@ class _LazyEngine(_Engine):
                     break
             if not stale:
                 break
-            self._refresh(np.array(stale, dtype=np.int64))
-            for x in stale:
-                heapq.heappush(heap, (-float(self.min_dist[x]), x))
+            rows = np.array(stale, dtype=np.int64)
+            self._refresh(rows)
+            for value, x in zip(self.min_dist[rows].tolist(), stale, strict=True):
+                heapq.heappush(heap, (-value, x))
         if not heap:
             return 0, 0.0
         x = heap[0][1]
@@ -492,11 +489,11 @@ class _LazyEngine(_Engine):
         centres = self.centres[start:self.count]
         self.work["refreshes"] += rows.size
         self.work["pairs_screened"] += rows.size * centres.shape[0]
+        # Centres a row already incorporated are screened again (the groups keep that waste
+        # below 2x); they cannot lower an exact minimum, so the result is unchanged.
         screen = self.x.take(rows, axis=0) @ centres.T
-        # Centres a row already incorporated cannot lower its minimum; skip them.
-        skip = np.arange(start, self.count)[None, :] < self.ver[rows][:, None]
         i, j = _screen(screen, self.sq32[rows], self.centre_sq[start:self.count],
-                       self.bounds.reach(self.min_dist[rows]), self.margin, skip)
+                       self.bounds.reach(self.min_dist[rows]), self.margin)
         if i.size:
             self.work["rows_exact"] += i.size
             r = rows[i]
