@@ -11,6 +11,10 @@ Layout of a run directory::
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
 
+The store also keeps the generator–discriminator loop's example memory (good and bad cases per
+task, bounded) and which cases each record was shown, so a rerun renders the same prompts and
+is served from the request cache.
+
 Every write is committed at once (WAL, synchronous=NORMAL) so a ``kill -9`` loses at most the
 response in flight; a second synth process on the same directory is refused by a file lock.
 """
@@ -50,6 +54,22 @@ CREATE TABLE IF NOT EXISTS runs (
     gen        INTEGER PRIMARY KEY AUTOINCREMENT,
     command    TEXT NOT NULL,
     started_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memory (
+    task    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    score   REAL NOT NULL,
+    pinned  INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (task, kind, id)
+);
+CREATE TABLE IF NOT EXISTS fewshot (
+    record_id TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    cases     TEXT NOT NULL,
+    PRIMARY KEY (record_id, key)
 );
 """
 
@@ -169,6 +189,48 @@ class RunStore:
     def count_results(self, status: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",
                                    (self.gen, status)).fetchone()[0])
+
+    # -- example memory (synth.generators.memory) -------------------------------------------
+
+    def memory_add(self, task: str, kind: str, case_id: str, body: dict[str, Any], score: float,
+                   pinned: bool = False) -> bool:
+        """Add one case unless a case with this id is already there; True when added."""
+        seq = int(self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM memory").fetchone()[0])
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO memory (task, kind, id, seq, score, pinned, body) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (task, kind, case_id, seq, score, int(pinned), json.dumps(body, ensure_ascii=False)))
+        return cur.rowcount > 0
+
+    def memory_prune(self, task: str, kind: str, keep: int, by_score: bool) -> int:
+        """Drop unpinned cases beyond the ``keep`` newest (or best scored, newest first on ties).
+
+        Returns how many were dropped.
+        """
+        order = "score DESC, seq DESC" if by_score else "seq DESC"
+        cur = self.db.execute(
+            "DELETE FROM memory WHERE task = ? AND kind = ? AND pinned = 0 AND id NOT IN ("
+            f"  SELECT id FROM memory WHERE task = ? AND kind = ? AND pinned = 0 ORDER BY {order}"
+            "   LIMIT ?)", (task, kind, task, kind, keep))
+        return cur.rowcount
+
+    def memory_cases(self, task: str, kind: str) -> list[dict[str, Any]]:
+        """Every case of ``task`` and ``kind`` in insertion order, each with its ``id``,
+        ``score`` and ``pinned`` flag."""
+        rows = self.db.execute(
+            "SELECT id, score, pinned, body FROM memory WHERE task = ? AND kind = ? ORDER BY seq",
+            (task, kind)).fetchall()
+        return [json.loads(body) | {"id": cid, "score": score, "pinned": bool(pinned)}
+                for cid, score, pinned, body in rows]
+
+    def fewshot_get(self, record_id: str, key: str) -> Any:
+        row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",
+                              (record_id, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def fewshot_put(self, record_id: str, key: str, cases: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
+                        (record_id, key, json.dumps(cases, ensure_ascii=False)))
 
     # -- small files -----------------------------------------------------------------------
 

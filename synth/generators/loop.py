@@ -1,0 +1,374 @@
+"""The generator–discriminator loop (WaveCoder / CodeOcean, Yu et al. 2023), as one async stage.
+
+Per record, round ``r`` of at most ``max_rounds``::
+
+    generator(prompt + few-shot cases [+ previous reply + critique]) ─► parse + rule checks
+        │ unusable reply (truncated, unparseable, failed check) ─► critique = what was wrong
+        ▼
+    discriminator(checklist) ─► verdict
+        │ unreadable verdict ─► next round asks the discriminator again (the sample stays)
+        │ a rule failed      ─► bad case in memory; critique = failed rules with reasons
+        ▼ every rule yes
+    accepted ─► good case in memory; record goes on
+
+After the last round the record is rejected with the last round's reason
+(``discriminator_rejected`` with ``meta['failed_rules']``, a ``parse_*`` reason, or a
+``judge_*`` reason). WaveCoder's released loop retried forever and had no revise step; here
+rounds are bounded and a revise round shows the generator its own reply and the critique.
+Every round's raw I/O is kept in ``meta['rounds']``; each round's messages differ (they carry
+the previous reply and the critique), so the request cache never serves a round another
+round's answer.
+
+The stage keeps ``window`` records in flight; each record's rounds run as one coroutine, so
+a record in its second round never waits for a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from synth.generators.base import (
+    NO_EXAMPLES,
+    Examples,
+    FormatState,
+    Task,
+    response_format,
+)
+from synth.generators.judge import Verdict, parse_verdict
+from synth.generators.memory import ExampleMemory
+from synth.generators.parsing import Reject
+from synth.llm.client import Completion, LLMClient, LLMRequestFailed, Message, SamplingParams
+from synth.pipeline import AsyncStage
+from synth.prompts import Prompts
+from synth.records import Record
+
+log = logging.getLogger("synth")
+
+LOOP_TEMPLATES = "_loop"
+
+
+def _rejects_response_format(exc: LLMRequestFailed) -> bool:
+    text = exc.detail.lower()
+    return exc.reason == "llm_bad_request" and "response_format" in text
+
+
+@dataclass
+class TaskCounters:
+    """What the loop did for one task; written to stats.json under ``discriminator``."""
+
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    generator_calls: int = 0
+    judge_calls: int = 0
+    accepted_at_round: Counter[str] = field(default_factory=Counter)
+    round_outcomes: Counter[str] = field(default_factory=Counter)
+    rules: dict[str, Counter[str]] = field(default_factory=dict)
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        calls = self.generator_calls + self.judge_calls
+        return {
+            "records": self.records, "accepted": self.accepted, "rejected": self.rejected,
+            "acceptance_rate": round(self.accepted / self.records, 4) if self.records else None,
+            "calls": {"generator": self.generator_calls, "judge": self.judge_calls},
+            "calls_per_accepted": round(calls / self.accepted, 3) if self.accepted else None,
+            "accepted_at_round": dict(sorted(self.accepted_at_round.items())),
+            "round_outcomes": dict(sorted(self.round_outcomes.items())),
+            "rules": {rid: {"yes": c["yes"], "no": c["no"],
+                            "pass_rate": round(c["yes"] / (c["yes"] + c["no"]), 4)
+                            if c["yes"] + c["no"] else None}
+                      for rid, c in self.rules.items()},
+            "reject_reasons": dict(sorted(self.reject_reasons.items())),
+        }
+
+
+class LoopStats(dict[str, TaskCounters]):
+    """Per-task counters; ``Stats.to_dict`` serialises them through :meth:`to_json`."""
+
+    def task(self, name: str) -> TaskCounters:
+        return self.setdefault(name, TaskCounters())
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: c.to_dict() for name, c in sorted(self.items())}
+
+
+@dataclass
+class _Exchange:
+    """One LLM call as the record's meta keeps it."""
+
+    messages: list[Message]
+    completion: Completion
+    answer_format: str
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"messages": self.messages, "output": self.completion.text,
+                "finish_reason": self.completion.finish_reason,
+                "answer_format": self.answer_format}
+
+
+class TaskStage(AsyncStage):
+    """Runs each record's task: generator, then (unless disabled) the discriminator loop.
+
+    Reads records made for a task (``Record.for_task``; ``record.task`` picks the task from
+    ``tasks``, so one stage serves a ``mix``); yields them with ``instruction``/``input``/
+    ``response`` filled and ``meta['rounds']``, ``meta['verdict']``, ``meta['instance']``.
+    Rejects: ``llm_error``/``llm_bad_request`` (a request failed for good), the task's
+    preparation reasons (``no_target_language``...), and after the last round
+    ``discriminator_rejected``, ``truncated``/``finish_*``, ``parse_*``, ``judge_*``.
+
+    Args:
+        tasks: the tasks records may name, by name.
+        client: the LLM client (generator and discriminator share it).
+        prompts: the templates.
+        params: sampling parameters of every call (``response_format`` is set per call).
+        answer_format: ``auto``, ``json`` or ``sections`` (for both generator and judge).
+        window: records in flight (default: twice the client's concurrency).
+        first_dialect: the JSON dialect ``auto`` tries first.
+        memory: the good/bad example memory (None: no few-shot, nothing remembered).
+        discriminate: run the discriminator loop; False is one generator call per record.
+        max_rounds: generator–discriminator rounds per record.
+        seed: seeds per-record choices (translate's target, evol's method).
+    """
+
+    def __init__(self, tasks: Mapping[str, Task], client: LLMClient, prompts: Prompts,
+                 params: SamplingParams, answer_format: str = "auto", window: int | None = None,
+                 first_dialect: str = "json_schema", memory: ExampleMemory | None = None,
+                 discriminate: bool = True, max_rounds: int = 2, seed: int = 0) -> None:
+        super().__init__(window or max(2 * client.config.concurrency, 1))
+        if max_rounds < 1:
+            raise ValueError("max_rounds must be >= 1")
+        self.tasks = dict(tasks)
+        label = next(iter(self.tasks)) if len(self.tasks) == 1 else "mix"
+        self.name = f"generate:{label}"
+        self.client = client
+        self.prompts = prompts
+        self.params = params
+        self.memory = memory
+        self.discriminate = discriminate
+        self.max_rounds = max_rounds if discriminate else 1
+        self.seed = seed
+        self.formats = {name: FormatState.from_option(answer_format, t.schema, first_dialect)
+                        for name, t in self.tasks.items()}
+        self.judge_formats = {
+            name: FormatState.from_option(answer_format, t.judge_schema, first_dialect)
+            for name, t in self.tasks.items()}
+        self.template_hashes = {name: prompts.template_hash(t.template)
+                                for name, t in self.tasks.items()}
+        self.counters = LoopStats()
+
+    def dialects(self) -> dict[str, dict[str, str]]:
+        """The reply dialect each task ended up with (for config.json)."""
+        return {name: {"generator": self.formats[name].current,
+                       "judge": self.judge_formats[name].current} for name in self.tasks}
+
+    def bind(self, ctx: Any) -> None:
+        super().bind(ctx)
+        ctx.stats.extra["discriminator"] = self.counters.to_json
+
+    # -- one record --------------------------------------------------------------------------
+
+    async def process(self, record: Record) -> Record | None:
+        task = self.tasks[record.task]
+        counters = self.counters.task(task.name)
+        counters.records += 1
+        prepared = task.prepare(record, self.seed)
+        if isinstance(prepared, Reject):
+            return self._reject(record, counters, prepared.reason, prepared.detail)
+        examples = (self.memory.examples(task.name, record.id) if self.memory is not None
+                    else NO_EXAMPLES)
+        record.meta.update(model=self.client.model, template=task.template,
+                           template_hash=self.template_hashes[task.name],
+                           few_shot=examples.ids())
+        rounds: list[dict[str, Any]] = record.meta.setdefault("rounds", [])
+        sample = int(record.meta.get("sample", 0))
+        revise: tuple[str, dict[str, Any]] | None = None  # (previous reply, critique)
+        judged_again: tuple[str, str] | None = None  # (unreadable verdict, what was wrong)
+        last_reason, last_detail = "", ""
+        for r in range(1, self.max_rounds + 1):
+            entry: dict[str, Any] = {"round": r}
+            rounds.append(entry)
+            if judged_again is None:
+                prior = revise
+                try:
+                    gen = await self._ask(
+                        self.formats[task.name], task.schema, task.name,
+                        lambda fmt, prior=prior, r=r: self._generator_messages(
+                            task, record, examples, fmt, prior, r), sample)
+                except LLMRequestFailed as exc:
+                    record.meta["llm_error"] = exc.detail
+                    return self._reject(record, counters, exc.reason, exc.detail)
+                counters.generator_calls += 1
+                entry["generator"] = record.meta["raw"] = gen.to_meta()
+                parsed = self._parse(task, gen, record)
+                if isinstance(parsed, Reject):
+                    entry["outcome"] = "invalid"
+                    entry["parse_error"] = {"reason": parsed.reason, "detail": parsed.detail}
+                    counters.round_outcomes["invalid"] += 1
+                    last_reason, last_detail = parsed.reason, parsed.detail
+                    record.meta["parse_error"] = parsed.detail
+                    revise = (gen.completion.text, {"error": parsed.detail or parsed.reason})
+                    continue
+                record.meta.pop("parse_error", None)
+                if not self.discriminate:
+                    entry["outcome"] = "accepted"
+                    return self._accept(record, counters, r)
+            try:
+                judge = await self._ask(
+                    self.judge_formats[task.name], task.judge_schema, f"{task.name}_verdict",
+                    lambda fmt, again=judged_again, r=r: self._judge_messages(
+                        task, record, fmt, again, r), sample)
+            except LLMRequestFailed as exc:
+                record.meta["llm_error"] = exc.detail
+                return self._reject(record, counters, exc.reason, exc.detail)
+            counters.judge_calls += 1
+            entry["judge"] = judge.to_meta()
+            verdict = self._read_verdict(task, judge)
+            if isinstance(verdict, Reject):
+                entry["outcome"] = "judge_error"
+                entry["judge_error"] = {"reason": verdict.reason, "detail": verdict.detail}
+                counters.round_outcomes["judge_error"] += 1
+                last_reason, last_detail = verdict.reason, verdict.detail
+                judged_again = (judge.completion.text, verdict.detail or verdict.reason)
+                continue
+            judged_again = None
+            entry["verdict"] = record.meta["verdict"] = verdict.to_meta()
+            for rid, (ok, _) in verdict.answers.items():
+                counters.rules.setdefault(rid, Counter())["yes" if ok else "no"] += 1
+            if verdict.accepted:
+                entry["outcome"] = "accepted"
+                if self.memory is not None:
+                    self.memory.add(task, record, "good", score=1.0 / r)
+                return self._accept(record, counters, r)
+            entry["outcome"] = "rejected"
+            counters.round_outcomes["rejected"] += 1
+            problems = _problems(task, verdict)
+            if self.memory is not None:
+                self.memory.add(task, record, "bad", problems=problems,
+                                score=len(verdict.failed) / max(len(task.rules), 1))
+            record.meta["failed_rules"] = list(verdict.failed) or ["verdict"]
+            last_reason = "discriminator_rejected"
+            last_detail = "; ".join(f"{p['rule']}: {p['reason']}" for p in problems)
+            revise = (gen.completion.text, {"problems": problems})
+        return self._reject(record, counters, last_reason, last_detail)
+
+    def _parse(self, task: Task, gen: _Exchange, record: Record) -> Record | Reject:
+        finish = gen.completion.finish_reason
+        if finish != "stop":
+            if finish == "length":
+                return Reject("truncated", "the reply was cut off at the token limit "
+                              f"({self.params.max_tokens} tokens); write a shorter reply")
+            return Reject(f"finish_{finish}", f"the reply ended with {finish}")
+        return task.parse(gen.completion.text, record, gen.answer_format)
+
+    def _read_verdict(self, task: Task, judge: _Exchange) -> Verdict | Reject:
+        finish = judge.completion.finish_reason
+        if finish == "length":
+            return Reject("judge_truncated", "the review was cut off at the token limit; keep "
+                          "each reason to one short sentence")
+        if finish != "stop":
+            return Reject(f"judge_finish_{finish}", f"the review ended with {finish}")
+        return parse_verdict(judge.completion.text, task.rules, judge.answer_format)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _generator_messages(self, task: Task, record: Record, examples: Examples,
+                            answer_format: str,
+                            revise: tuple[str, dict[str, Any]] | None,
+                            round_: int) -> list[Message]:
+        messages = task.messages(record, self.prompts, answer_format, examples)
+        if revise is None:
+            return messages
+        previous, critique = revise
+        text = self.prompts.render(
+            LOOP_TEMPLATES, "revise", round=round_, max_rounds=self.max_rounds,
+            answer_format=answer_format, problems=critique.get("problems", []),
+            error=critique.get("error", ""))
+        return messages + [{"role": "assistant", "content": previous},
+                           {"role": "user", "content": text or ""}]
+
+    def _judge_messages(self, task: Task, record: Record, answer_format: str,
+                        again: tuple[str, str] | None, round_: int) -> list[Message]:
+        messages = task.judge_messages(record, self.prompts, answer_format)
+        if again is None:
+            return messages
+        previous, error = again
+        text = self.prompts.render(
+            LOOP_TEMPLATES, "reread", round=round_, answer_format=answer_format, error=error,
+            rules=[r.id for r in task.rules])
+        return messages + [{"role": "assistant", "content": previous},
+                           {"role": "user", "content": text or ""}]
+
+    async def _ask(self, fmt: FormatState, schema: dict[str, Any] | None, schema_name: str,
+                   build: Callable[[str], list[Message]], sample: int) -> _Exchange:
+        """One call in the dialect in use, moving down the dialects when the endpoint refuses
+        a ``response_format``. Raises LLMRequestFailed when the request fails for good."""
+        while True:
+            dialect = fmt.current
+            answer_format = fmt.answer_format
+            messages = build(answer_format)
+            params = self.params
+            if answer_format == "json":
+                params = replace(params,
+                                 response_format=response_format(schema, schema_name, dialect))
+            try:
+                completion = await self.client.complete(messages, params, sample=sample)
+            except LLMRequestFailed as exc:
+                if fmt.auto and dialect != "sections" and _rejects_response_format(exc):
+                    fmt.fall_back(dialect)
+                    continue
+                raise
+            return _Exchange(messages, completion, answer_format)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _accept(self, record: Record, counters: TaskCounters, round_: int) -> Record:
+        counters.accepted += 1
+        counters.accepted_at_round[str(round_)] += 1
+        counters.round_outcomes["accepted"] += 1
+        record.meta.pop("failed_rules", None)
+        return record
+
+    def _reject(self, record: Record, counters: TaskCounters, reason: str,
+                detail: str) -> None:
+        counters.rejected += 1
+        counters.reject_reasons[reason] += 1
+        if detail:
+            record.meta["reject_detail"] = detail
+        self.reject(record, reason)
+        return None
+
+
+def _problems(task: Task, verdict: Verdict) -> list[dict[str, str]]:
+    """The failed rules with the discriminator's reasons (a bad case's analysis)."""
+    texts = {r.id: r.text for r in task.rules}
+    problems = [{"rule": rid, "text": texts[rid], "reason": verdict.answers[rid][1]}
+                for rid in verdict.failed]
+    if not problems:  # every rule passed but the overall verdict said no
+        problems = [{"rule": "verdict", "text": "The overall verdict.",
+                     "reason": "the reviewer's overall verdict was no"}]
+    return problems
+
+
+def loop_card_section(counters: LoopStats) -> str:
+    """The dataset card's section on the loop: acceptance and rule pass rates per task."""
+    lines = ["## Generator–discriminator loop", "",
+             "| task | records | accepted | rate | calls per accepted | accepted at round |",
+             "|---|---|---|---|---|---|"]
+    rules = ["", "| task | rule | yes | no | pass rate |", "|---|---|---|---|---|"]
+    for name, c in sorted(counters.items()):
+        d = c.to_dict()
+        at = ", ".join(f"{k}: {v}" for k, v in d["accepted_at_round"].items()) or "-"
+        lines.append(f"| {name} | {c.records} | {c.accepted} | {_fmt(d['acceptance_rate'])} | "
+                     f"{_fmt(d['calls_per_accepted'])} | {at} |")
+        for rid, r in d["rules"].items():
+            rules.append(f"| {name} | {rid} | {r['yes']} | {r['no']} | {_fmt(r['pass_rate'])} |")
+    return "\n".join(lines + rules)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
