@@ -39,7 +39,7 @@ def main(
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "httpcore", "openai", "datasets", "filelock", "urllib3"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "datasets", "filelock", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

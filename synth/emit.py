@@ -3,16 +3,19 @@
 The dataset directory is what ``datasets.load_dataset(path)`` reads::
 
     dataset/
-      README.md                           card; its YAML header points datasets at data/
-      data/train-00000-of-00001.parquet   the rows (row groups of 10k, streamed from the store)
-      jsonl/train.jsonl                   the same rows as JSON lines, for tools without Arrow
+      README.md                  card; its YAML header points datasets at the parquet file
+      data/train-<hash>.parquet  the rows (row groups of 10k, streamed from the store)
+      jsonl/train.jsonl          the same rows as JSON lines, for tools without Arrow
 
 Rows are written in input order from the run store in batches, so memory stays flat however
-large the run.
+large the run. The parquet file is named after a hash of its rows because ``datasets`` keys
+its cache of a local directory on the directory name and the YAML's file patterns, not on the
+files' content: with a fixed name, a second run's dataset would load as the first one's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,7 +28,6 @@ from synth.records import Record
 from synth.store import RunStore
 
 PROVENANCE_FIELDS = ("root", "path", "start_line", "end_line", "file_sha256", "source", "row")
-PARQUET_FILE = "data/train-00000-of-00001.parquet"
 JSONL_FILE = "jsonl/train.jsonl"
 
 
@@ -75,7 +77,8 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
                   score_names: list[str] | None = None, batch_rows: int = 10_000) -> int:
     """Write ``records`` as parquet + jsonl + card into ``out_dir`` (replaced atomically).
 
-    Returns the number of rows written.
+    ``card`` is the Markdown body of README.md; the YAML header that tells ``datasets`` where
+    the data is gets prepended here. Returns the number of rows written.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -89,7 +92,9 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
     (tmp / "jsonl").mkdir()
     n = 0
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(tmp / PARQUET_FILE, schema) as writer, \
+    digest = hashlib.sha256()
+    staging = tmp / "data" / "train.parquet.tmp"
+    with pq.ParquetWriter(staging, schema) as writer, \
             open(tmp / JSONL_FILE, "w", encoding="utf-8") as jsonl:
         def flush() -> None:
             if batch:
@@ -98,13 +103,17 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
 
         for record in records:
             row = to_row(record, names)
-            jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+            line = json.dumps(row, ensure_ascii=False) + "\n"
+            jsonl.write(line)
+            digest.update(line.encode("utf-8", "surrogatepass"))
             batch.append(row)
             n += 1
             if len(batch) >= batch_rows:
                 flush()
         flush()
-    (tmp / "README.md").write_text(card, encoding="utf-8")
+    parquet = f"data/train-{digest.hexdigest()[:16]}.parquet"
+    os.replace(staging, tmp / parquet)
+    (tmp / "README.md").write_text(_yaml_header(parquet) + card, encoding="utf-8")
     if out_dir.exists():
         old = out_dir.with_name(out_dir.name + ".old")
         if old.exists():
@@ -139,17 +148,7 @@ def write_rejects(store: RunStore, path: Path) -> int:
 
 def dataset_card(title: str, rows: int, stats: dict[str, Any], config: dict[str, Any],
                  extra_sections: list[str] | None = None) -> str:
-    """A dataset card: YAML that tells ``datasets`` where the data is, then what made it."""
-    header = (
-        "---\n"
-        "configs:\n"
-        "- config_name: default\n"
-        "  data_files:\n"
-        "  - split: train\n"
-        f"    path: {PARQUET_FILE}\n"
-        "tags:\n- code\n- synthetic\n- instruction-tuning\n"
-        "---\n"
-    )
+    """The Markdown body of a dataset card: what made the data and what each stage did."""
     llm = config.get("LLMConfig", {})
     body = [
         f"# {title}",
@@ -172,4 +171,17 @@ def dataset_card(title: str, rows: int, stats: dict[str, Any], config: dict[str,
     body += ["", "## Configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
     for section in extra_sections or []:
         body += [section, ""]
-    return header + "\n".join(body)
+    return "\n".join(body)
+
+
+def _yaml_header(parquet: str) -> str:
+    return (
+        "---\n"
+        "configs:\n"
+        "- config_name: default\n"
+        "  data_files:\n"
+        "  - split: train\n"
+        f"    path: {parquet}\n"
+        "tags:\n- code\n- synthetic\n- instruction-tuning\n"
+        "---\n"
+    )

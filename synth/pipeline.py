@@ -9,6 +9,7 @@ decide (the shape of datatrove's filters).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -289,8 +290,8 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
     for stage in stages:
         stage.bind(ctx)
         st = ctx.stats.stages[stage.name]
-        stream = _counted(stream, lambda st=st: _inc_in(st))
-        stream = _counted(stage.run(iter(stream)), lambda st=st: _inc_out(st))
+        stream = _counted(stream, functools.partial(_inc_in, st))
+        stream = _counted(stage.run(iter(stream)), functools.partial(_inc_out, st))
     kept = 0
     ctx.progress.start(total)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ def pick(obj: dict[str, Any], names: tuple[str, ...]) -> Any:
     return None
 
 
-def _header_pattern(names: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
+def _header_pattern(names: Mapping[str, tuple[str, ...]]) -> re.Pattern[str]:
     alternatives = "|".join(
         re.escape(alias).replace(r"\ ", r"[ \t_]+")
         for aliases in names.values() for alias in sorted(aliases, key=len, reverse=True)
@@ -69,7 +70,7 @@ def _header_pattern(names: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
     )
 
 
-def parse_sections(text: str, names: dict[str, tuple[str, ...]]) -> dict[str, str] | Reject:
+def parse_sections(text: str, names: Mapping[str, tuple[str, ...]]) -> dict[str, str] | Reject:
     """Split ``text`` into the sections ``names`` maps to their header aliases.
 
     Sections may come in any order; prose before the first header is ignored; when a header

@@ -60,7 +60,8 @@ def _redact(url: str) -> str:
     """``url`` without any user:password part."""
     parts = urlsplit(url)
     if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
     return urlunsplit(parts)
 
 
@@ -118,7 +119,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
             try:
                 served = ctx.loop.run(client.list_models())
                 client.model = resolve_model(llm.model, served, embedded, base_url)
-                ctx.loop.run(client.check())
+                ctx.loop.run(client.check(served))
                 resolved = dataclasses.replace(llm, base_url=_redact(base_url), model=client.model)
                 config = as_dict(gen, resolved) | source | {"run_dir": str(run_dir),
                                                             "tasks": task_options(tasks)}

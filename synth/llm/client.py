@@ -170,7 +170,8 @@ class LLMClient:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # Our own retries (tenacity) replace the SDK's, so that Retry-After and the bound apply.
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
-                                          timeout=config.timeout_s, http_client=http_client)
+                                          timeout=config.timeout_s,
+                                          http_client=http_client)  # type: ignore[arg-type]
         self._sem = asyncio.Semaphore(config.concurrency)
         self._rpm = TokenBucket(config.rpm) if config.rpm else None
         self._tpm = TokenBucket(config.tpm) if config.tpm else None
@@ -201,9 +202,12 @@ class LLMClient:
             raise LLMError(f"{self.base_url}/models answered HTTP {exc.status_code}") from exc
         return [m.id for m in page.data]
 
-    async def check(self) -> None:
-        """Fail fast, before any record is processed, when the endpoint or model is unusable."""
-        models = await self.list_models()
+    async def check(self, served: list[str] | None = None) -> None:
+        """Fail fast, before any record is processed, when the endpoint or model is unusable.
+
+        ``served`` is a model list already fetched with :meth:`list_models`.
+        """
+        models = served if served is not None else await self.list_models()
         if models and self.model not in models:
             raise ModelNotFound(
                 f"model {self.model!r} is not served by {self.base_url}; "
@@ -231,10 +235,12 @@ class LLMClient:
         async with self._sem:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = time.monotonic()
             try:
                 completion = await self._send_with_retries(messages, params)
             finally:
                 self.in_flight -= 1
+                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
         completion.key = key
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in

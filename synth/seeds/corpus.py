@@ -134,7 +134,7 @@ def read_source(path: Path, root: Path, counts: Counter[str],
             counts["skip_not_code"] += 1
             return None
     lines = text.splitlines()
-    if not lines:
+    if not text.strip():
         counts["skip_empty"] += 1
         return None
     if max(map(len, lines)) > MAX_LINE_CHARS or len(text) / len(lines) > MAX_MEAN_LINE_CHARS:

@@ -1,0 +1,119 @@
+"""A tiny OpenAI-compatible chat server for tests and benchmarks (stdlib asyncio only).
+
+Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministic codegen reply
+derived from the request, optionally after ``--delay`` seconds, and appends one line per
+completion request to ``--log`` (the sha256 of the request body) so tests can count what the
+endpoint saw. ``--api-key`` makes it answer 401 to any other key.
+
+Run: ``python tests/fake_openai.py --port 0 --port-file P`` (the bound port is written to P).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MODEL = "fake-model"
+
+
+def reply_for(body: dict[str, Any]) -> str:
+    """A well-formed codegen answer that depends on the prompt, in the requested shape."""
+    prompt = body["messages"][-1]["content"]
+    tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
+    problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
+    solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
+    if body.get("response_format"):
+        return json.dumps({"problem": problem, "solution": solution})
+    return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n"
+
+
+class FakeServer:
+    def __init__(self, delay: float, log: Path | None, api_key: str | None) -> None:
+        self.delay = delay
+        self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
+        self.api_key = api_key
+        self.created = 1_700_000_000
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0"))
+                raw = await reader.readexactly(length) if length else b""
+                status, payload = await self.route(method, path, headers, raw)
+                data = json.dumps(payload).encode()
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(data)}\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def route(self, method: str, path: str, headers: dict[str, str],
+                    raw: bytes) -> tuple[int, dict[str, Any]]:
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, {"error": {"message": "Incorrect API key provided", "type": "auth"}}
+        if method == "GET" and path.endswith("/models"):
+            return 200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
+        if method == "POST" and path.endswith("/chat/completions"):
+            body = json.loads(raw)
+            if body.get("model") != MODEL:
+                return 404, {"error": {"message": f"model {body.get('model')} not found"}}
+            if self.log is not None:
+                self.log.write(hashlib.sha256(raw).hexdigest() + "\n")
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            text = reply_for(body)
+            return 200, {
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": self.created,
+                "model": MODEL,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+            }
+        return 404, {"error": {"message": f"no route {method} {path}"}}
+
+
+async def serve(port: int, port_file: Path | None, delay: float, log: Path | None,
+                api_key: str | None) -> None:
+    fake = FakeServer(delay, log, api_key)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    if port_file is not None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(bound))
+        os.replace(tmp, port_file)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", type=Path)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--log", type=Path)
+    ap.add_argument("--api-key")
+    args = ap.parse_args()
+    try:
+        asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""LLMClient under the real AsyncOpenAI, HTTP served by httpx.MockTransport handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from conftest import chat_response, mock_client
+
+from synth.errors import AuthenticationFailed, EndpointUnreachable, ModelNotFound
+from synth.llm.client import LLMRequestFailed, SamplingParams, cache_key
+from synth.store import RunStore
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def run(coro):  # noqa: ANN001, ANN201 - small test helper
+    return asyncio.run(coro)
+
+
+def test_retries_429_honouring_retry_after(store: RunStore) -> None:
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            return httpx.Response(429, headers={"retry-after": "0.3"},
+                                  json={"error": {"message": "slow down"}})
+        return httpx.Response(200, json=chat_response("ok"))
+
+    client = mock_client(handler, store, backoff_base_s=0.001, backoff_max_s=0.001)
+    completion = run(client.complete(MSG, SamplingParams()))
+    assert completion.text == "ok"
+    assert len(calls) == 3
+    # our own backoff is 1 ms here, so the waits of >= 0.3 s can only come from Retry-After
+    assert calls[1] - calls[0] >= 0.29 and calls[2] - calls[1] >= 0.29
+    assert client.stats["retries"] == 2 and client.stats["requests"] == 3
+
+
+def test_gives_up_after_bounded_attempts(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503, json={"error": {"message": "overloaded"}})
+
+    client = mock_client(handler, store, max_attempts=3)
+    with pytest.raises(LLMRequestFailed) as info:
+        run(client.complete(MSG, SamplingParams()))
+    assert info.value.reason == "llm_error"
+    assert calls == 3
+    assert store.count_responses() == 0  # a failure is never cached
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_bad_request_is_not_retried(store: RunStore, status: int) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(status, json={"error": {"message": "bad response_format"}})
+
+    with pytest.raises(LLMRequestFailed) as info:
+        run(mock_client(handler, store).complete(MSG, SamplingParams()))
+    assert info.value.reason == "llm_bad_request" and calls == 1
+
+
+def test_llama_cpp_validation_500_is_not_retried(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(500, json={"error": {
+            "message": "1 validation error: ('body', 'response_format', 'type')"}})
+
+    with pytest.raises(LLMRequestFailed) as info:
+        run(mock_client(handler, store).complete(MSG, SamplingParams()))
+    assert info.value.reason == "llm_bad_request" and calls == 1
+
+
+def test_connection_errors_are_retried(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=chat_response("ok"))
+
+    assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
+    assert calls == 2
+
+
+def test_401_is_fatal(store: RunStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"message": "bad key"}})
+
+    with pytest.raises(AuthenticationFailed):
+        run(mock_client(handler, store).complete(MSG, SamplingParams()))
+    with pytest.raises(AuthenticationFailed):
+        run(mock_client(handler, store).check())
+
+
+def test_unknown_model_and_unreachable(store: RunStore) -> None:
+    def models(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "other"}]})
+
+    with pytest.raises(ModelNotFound, match="other"):
+        run(mock_client(models, store).check())
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(EndpointUnreachable):
+        run(mock_client(down, store).check())
+
+
+def test_concurrency_bound_is_respected(store: RunStore) -> None:
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return httpx.Response(200, json=chat_response("ok"))
+
+    client = mock_client(handler, store, concurrency=4)  # type: ignore[arg-type]
+
+    async def many() -> None:
+        await asyncio.gather(*(client.complete([{"role": "user", "content": str(i)}],
+                                               SamplingParams()) for i in range(40)))
+
+    run(many())
+    assert peak == 4  # the bound is reached (kept full) and never exceeded
+    assert client.max_in_flight == 4
+
+
+def test_cache_hit_sends_nothing(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json=chat_response(f"answer {calls}"))
+
+    first = run(mock_client(handler, store).complete(MSG, SamplingParams(), sample=0))
+    again = mock_client(handler, store)
+    second = run(again.complete(MSG, SamplingParams(), sample=0))
+    assert calls == 1 and second.cached and second.text == first.text == "answer 1"
+    assert again.stats["cache_hits"] == 1 and again.stats["requests"] == 0
+    # another sample index or other params is another request
+    run(again.complete(MSG, SamplingParams(), sample=1))
+    run(again.complete(MSG, SamplingParams(temperature=0.5), sample=0))
+    assert calls == 3
+
+
+def test_cache_key_covers_model_messages_params_sample() -> None:
+    base = cache_key("m", MSG, SamplingParams(), 0)
+    assert base == cache_key("m", [dict(MSG[0])], SamplingParams(), 0)
+    assert base != cache_key("m2", MSG, SamplingParams(), 0)
+    assert base != cache_key("m", [{"role": "user", "content": "hello!"}], SamplingParams(), 0)
+    assert base != cache_key("m", MSG, SamplingParams(max_tokens=7), 0)
+    assert base != cache_key("m", MSG, SamplingParams(), 1)
+
+
+def test_request_carries_params_and_no_key_in_cache(store: RunStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-test-key")
+    seen: dict[str, object] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.update(json.loads(request.content))
+        seen["auth"] = request.headers["authorization"]
+        return httpx.Response(200, json=chat_response("ok"))
+
+    params = SamplingParams(temperature=0.2, max_tokens=9, seed=3,
+                            response_format={"type": "json_object"})
+    run(mock_client(handler, store).complete(MSG, params))
+    assert seen["temperature"] == 0.2 and seen["max_tokens"] == 9 and seen["seed"] == 3
+    assert seen["response_format"] == {"type": "json_object"}
+    assert seen["auth"] == "Bearer sk-secret-test-key"
+    dump = "\n".join(store.db.iterdump())
+    assert "sk-secret-test-key" not in dump
+
+
+def test_rpm_limit_spaces_requests(store: RunStore) -> None:
+    times: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        times.append(time.monotonic())
+        return httpx.Response(200, json=chat_response("ok"))
+
+    client = mock_client(handler, store, rpm=600)  # 10/s, bucket of 600 starts full
+
+    async def burst() -> None:
+        client._rpm.level = 0  # type: ignore[union-attr] - start empty to see the rate
+        await asyncio.gather(*(client.complete([{"role": "user", "content": str(i)}],
+                                               SamplingParams()) for i in range(4)))
+
+    run(burst())
+    assert times[-1] - times[0] >= 0.25  # 4 requests at 10/s from empty take ~0.4 s
