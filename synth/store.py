@@ -56,14 +56,18 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS memory (
+    gen     INTEGER NOT NULL,
     task    TEXT NOT NULL,
     kind    TEXT NOT NULL,
     id      TEXT NOT NULL,
-    seq     INTEGER NOT NULL,
+    ord     INTEGER NOT NULL,
     score   REAL NOT NULL,
-    pinned  INTEGER NOT NULL,
     body    TEXT NOT NULL,
-    PRIMARY KEY (task, kind, id)
+    PRIMARY KEY (gen, task, kind, id)
+);
+CREATE TABLE IF NOT EXISTS memory_runs (
+    gen      INTEGER PRIMARY KEY,
+    complete INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fewshot (
     record_id TEXT NOT NULL,
@@ -191,37 +195,52 @@ class RunStore:
                                    (self.gen, status)).fetchone()[0])
 
     # -- example memory (synth.generators.memory) -------------------------------------------
+    # Rows of gen 0 are cases a user pinned; rows of gen N are invocation N's latest memory.
 
-    def memory_add(self, task: str, kind: str, case_id: str, body: dict[str, Any], score: float,
-                   pinned: bool = False) -> bool:
-        """Add one case unless a case with this id is already there; True when added."""
-        seq = int(self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM memory").fetchone()[0])
+    def memory_pin(self, task: str, kind: str, case_id: str, body: dict[str, Any]) -> bool:
+        """Pin one user case unless it is already there; True when added."""
+        ord_ = int(self.db.execute("SELECT COUNT(*) FROM memory WHERE gen = 0").fetchone()[0])
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO memory (task, kind, id, seq, score, pinned, body) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (task, kind, case_id, seq, score, int(pinned), json.dumps(body, ensure_ascii=False)))
+            "INSERT OR IGNORE INTO memory (gen, task, kind, id, ord, score, body) "
+            "VALUES (0,?,?,?,?,1.0,?)",
+            (task, kind, case_id, ord_, json.dumps(body, ensure_ascii=False)))
         return cur.rowcount > 0
 
-    def memory_prune(self, task: str, kind: str, keep: int, by_score: bool) -> int:
-        """Drop unpinned cases beyond the ``keep`` newest (or best scored, newest first on ties).
+    def memory_save(self, cases: list[tuple[str, str, str, float, dict[str, Any]]],
+                    complete: bool = False) -> None:
+        """Replace this invocation's memory by ``cases`` ``(task, kind, id, score, body)``.
 
-        Returns how many were dropped.
+        ``complete`` marks the invocation's memory final: later invocations start from it, and
+        older invocations' rows are dropped.
         """
-        order = "score DESC, seq DESC" if by_score else "seq DESC"
-        cur = self.db.execute(
-            "DELETE FROM memory WHERE task = ? AND kind = ? AND pinned = 0 AND id NOT IN ("
-            f"  SELECT id FROM memory WHERE task = ? AND kind = ? AND pinned = 0 ORDER BY {order}"
-            "   LIMIT ?)", (task, kind, task, kind, keep))
-        return cur.rowcount
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM memory WHERE gen = ?", (self.gen,))
+            self.db.executemany(
+                "INSERT INTO memory (gen, task, kind, id, ord, score, body) VALUES (?,?,?,?,?,?,?)",
+                [(self.gen, task, kind, cid, i, score, json.dumps(body, ensure_ascii=False))
+                 for i, (task, kind, cid, score, body) in enumerate(cases)])
+            self.db.execute("INSERT OR REPLACE INTO memory_runs (gen, complete) VALUES (?, ?)",
+                            (self.gen, int(complete)))
+            if complete:
+                self.db.execute("DELETE FROM memory WHERE gen NOT IN (0, ?)", (self.gen,))
 
-    def memory_cases(self, task: str, kind: str) -> list[dict[str, Any]]:
-        """Every case of ``task`` and ``kind`` in insertion order, each with its ``id``,
-        ``score`` and ``pinned`` flag."""
+    def memory_load(self, gen: int) -> list[tuple[str, str, str, float, dict[str, Any]]]:
+        """The cases of invocation ``gen`` (0: the pinned ones), in their order."""
         rows = self.db.execute(
-            "SELECT id, score, pinned, body FROM memory WHERE task = ? AND kind = ? ORDER BY seq",
-            (task, kind)).fetchall()
-        return [json.loads(body) | {"id": cid, "score": score, "pinned": bool(pinned)}
-                for cid, score, pinned, body in rows]
+            "SELECT task, kind, id, score, body FROM memory WHERE gen = ? ORDER BY ord",
+            (gen,)).fetchall()
+        return [(task, kind, cid, score, json.loads(body)) for task, kind, cid, score, body in rows]
+
+    def memory_base_gen(self) -> int | None:
+        """The latest earlier invocation whose memory is complete (None: there is none).
+
+        A killed invocation's memory is not complete: the run that resumes it starts from the
+        same memory the killed one started from, and replays the same outcomes from the cache.
+        """
+        row = self.db.execute("SELECT MAX(gen) FROM memory_runs WHERE complete = 1 AND gen < ?",
+                              (self.gen,)).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def fewshot_get(self, record_id: str, key: str) -> Any:
         row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",

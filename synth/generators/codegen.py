@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from synth.generators.base import Task
 from synth.generators.judge import Rule
-from synth.generators.parsing import ReplyField
+from synth.generators.parsing import Reject, ReplyField, parse_reply
 
 PROBLEM = ReplyField("problem", ("Problem Description", "Problem Statement", "Problem"),
                      ("problem description", "problem_description", "instruction", "question",
@@ -27,6 +27,14 @@ RULES = (
     Rule("solution_correct", "The solution correctly and completely solves the problem."),
     Rule("imports_present", "The solution's code imports or includes every library it uses."),
 )
+
+
+def parse_codegen(text: str, answer_format: str) -> tuple[str, str] | Reject:
+    """(problem, solution) from a reply in either shape; the requested shape is tried first."""
+    values = parse_reply(text, (PROBLEM, SOLUTION), answer_format)
+    if isinstance(values, Reject):
+        return values
+    return values["problem"], values["solution"]
 
 
 class CodegenTask(Task):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +39,7 @@ from synth.generators.base import (
     response_format,
 )
 from synth.generators.judge import Verdict, parse_verdict
-from synth.generators.memory import ExampleMemory
+from synth.generators.memory import ExampleMemory, Outcome, make_case
 from synth.generators.parsing import Reject
 from synth.llm.client import Completion, LLMClient, LLMRequestFailed, Message, SamplingParams
 from synth.pipeline import AsyncStage
@@ -122,7 +122,7 @@ class TaskStage(AsyncStage):
     ``discriminator_rejected``, ``truncated``/``finish_*``, ``parse_*``, ``judge_*``.
 
     Args:
-        tasks: the tasks records may name, by name.
+        tasks: the task, or the tasks records may name by name.
         client: the LLM client (generator and discriminator share it).
         prompts: the templates.
         params: sampling parameters of every call (``response_format`` is set per call).
@@ -135,14 +135,14 @@ class TaskStage(AsyncStage):
         seed: seeds per-record choices (translate's target, evol's method).
     """
 
-    def __init__(self, tasks: Mapping[str, Task], client: LLMClient, prompts: Prompts,
+    def __init__(self, tasks: Task | Mapping[str, Task], client: LLMClient, prompts: Prompts,
                  params: SamplingParams, answer_format: str = "auto", window: int | None = None,
                  first_dialect: str = "json_schema", memory: ExampleMemory | None = None,
                  discriminate: bool = True, max_rounds: int = 2, seed: int = 0) -> None:
         super().__init__(window or max(2 * client.config.concurrency, 1))
         if max_rounds < 1:
             raise ValueError("max_rounds must be >= 1")
-        self.tasks = dict(tasks)
+        self.tasks = {tasks.name: tasks} if isinstance(tasks, Task) else dict(tasks)
         label = next(iter(self.tasks)) if len(self.tasks) == 1 else "mix"
         self.name = f"generate:{label}"
         self.client = client
@@ -160,6 +160,9 @@ class TaskStage(AsyncStage):
         self.template_hashes = {name: prompts.template_hash(t.template)
                                 for name, t in self.tasks.items()}
         self.counters = LoopStats()
+        self._seqs: dict[int, int] = {}
+        if memory is not None:
+            memory.block = self.window
 
     def dialects(self) -> dict[str, dict[str, str]]:
         """The reply dialect each task ended up with (for config.json)."""
@@ -170,17 +173,38 @@ class TaskStage(AsyncStage):
         super().bind(ctx)
         ctx.stats.extra["discriminator"] = self.counters.to_json
 
+    def run(self, records: Iterator[Record]) -> Iterator[Record]:
+        return super().run(self._numbered(records))
+
+    def _numbered(self, records: Iterator[Record]) -> Iterator[Record]:
+        """Number records in input order: the memory's deterministic snapshots key on it."""
+        for seq, record in enumerate(records):
+            self._seqs[id(record)] = seq
+            yield record
+
     # -- one record --------------------------------------------------------------------------
 
     async def process(self, record: Record) -> Record | None:
+        seq = self._seqs.pop(id(record), 0)
+        outcomes: list[Outcome] = []
+        try:
+            return await self._process(record, seq, outcomes)
+        finally:
+            if self.memory is not None and self.discriminate:
+                self.memory.finish(seq, outcomes)
+
+    async def _process(self, record: Record, seq: int, outcomes: list[Outcome]) -> Record | None:
         task = self.tasks[record.task]
         counters = self.counters.task(task.name)
         counters.records += 1
         prepared = task.prepare(record, self.seed)
         if isinstance(prepared, Reject):
             return self._reject(record, counters, prepared.reason, prepared.detail)
-        examples = (self.memory.examples(task.name, record.id) if self.memory is not None
-                    else NO_EXAMPLES)
+        examples = NO_EXAMPLES
+        if self.memory is not None:
+            # without the discriminator nothing is learnt: every record sees the base memory
+            examples = await self.memory.examples(task.name, record.id,
+                                                  seq if self.discriminate else 0)
         record.meta.update(model=self.client.model, template=task.template,
                            template_hash=self.template_hashes[task.name],
                            few_shot=examples.ids())
@@ -204,6 +228,7 @@ class TaskStage(AsyncStage):
                     return self._reject(record, counters, exc.reason, exc.detail)
                 counters.generator_calls += 1
                 entry["generator"] = record.meta["raw"] = gen.to_meta()
+                record.meta["answer_format"] = gen.answer_format
                 parsed = self._parse(task, gen, record)
                 if isinstance(parsed, Reject):
                     entry["outcome"] = "invalid"
@@ -241,15 +266,14 @@ class TaskStage(AsyncStage):
                 counters.rules.setdefault(rid, Counter())["yes" if ok else "no"] += 1
             if verdict.accepted:
                 entry["outcome"] = "accepted"
-                if self.memory is not None:
-                    self.memory.add(task, record, "good", score=1.0 / r)
+                outcomes.append(Outcome(task.name, "good", 1.0 / r, make_case(task, record)))
                 return self._accept(record, counters, r)
             entry["outcome"] = "rejected"
             counters.round_outcomes["rejected"] += 1
             problems = _problems(task, verdict)
-            if self.memory is not None:
-                self.memory.add(task, record, "bad", problems=problems,
-                                score=len(verdict.failed) / max(len(task.rules), 1))
+            outcomes.append(Outcome(task.name, "bad",
+                                    len(verdict.failed) / max(len(task.rules), 1),
+                                    make_case(task, record, problems)))
             record.meta["failed_rules"] = list(verdict.failed) or ["verdict"]
             last_reason = "discriminator_rejected"
             last_detail = "; ".join(f"{p['rule']}: {p['reason']}" for p in problems)

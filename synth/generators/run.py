@@ -113,7 +113,8 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
         memory = ExampleMemory(store, gen.memory_size, gen.memory_policy, gen.few_shot, gen.seed)
         for path in gen.memory_seed:
             log.info("memory: %d new cases from %s", memory.seed_from(Path(path), tasks), path)
-        ctx.stats.extra["memory"] = memory.counts
+        ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(), "block": memory.block,
+                                             "lag_waits": memory.waits}
         with endpoint(llm.base_url, run_dir) as (base_url, embedded):
             client = LLMClient(base_url, llm.model or "", store, llm, stats=ctx.stats.llm)
             try:
@@ -131,13 +132,15 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                                   first_dialect="json_object" if embedded else "json_schema",
                                   memory=memory, discriminate=gen.discriminator,
                                   max_rounds=gen.max_rounds, seed=gen.seed)
-                interrupted = False
+                interrupted = finished = False
                 try:
                     run_stages(records, [stage], ctx, total)
+                    finished = True
                 except KeyboardInterrupt:
                     interrupted = True
                     log.warning("interrupted: writing what finished so far")
                 finally:
+                    memory.close(complete=finished)
                     config["answer_dialect"] = stage.dialects()
                     sections = [loop_card_section(stage.counters)] if gen.discriminator else []
                     stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
