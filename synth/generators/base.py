@@ -168,6 +168,12 @@ class Task:
     def format_instance(self, instance: dict[str, str], answer_format: str) -> str:
         return format_reply(instance, self.fields, answer_format)
 
+    def blank(self, record: Record) -> Record:
+        """``record`` without its data (seed code, original instruction): what the templates'
+        own wording is checked against (a reply parroting the request is no answer)."""
+        meta = {k: v for k, v in record.meta.items() if k == "target_lang"}
+        return Record(id=record.id, task=record.task, lang=record.lang, meta=meta)
+
     def example_input(self, record: Record) -> str:
         """What the generator was given for ``record``, as a few-shot case shows it."""
         fence = "```"

@@ -87,6 +87,12 @@ class EvolTask(Task):
             "original_input": str(original.get("input") or ""),
             "method": method, "method_text": METHODS.get(method, method)}
 
+    def blank(self, record: Record) -> Record:
+        blank = super().blank(record)
+        blank.meta["evol"] = {"original": {"instruction": "", "input": ""},
+                              "method": record.meta.get("evol", {}).get("method", "")}
+        return blank
+
     def check(self, record: Record) -> Record | Reject:
         original = record.meta.get("evol", {}).get("original", {})
         if _words(record.instruction) == _words(str(original.get("instruction", ""))):

@@ -26,9 +26,11 @@ a record in its second round never waits for a batch.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
 from typing import Any
 
 from synth.generators.base import (
@@ -211,74 +213,81 @@ class TaskStage(AsyncStage):
         rounds: list[dict[str, Any]] = record.meta.setdefault("rounds", [])
         sample = int(record.meta.get("sample", 0))
         revise: tuple[str, dict[str, Any]] | None = None  # (previous reply, critique)
-        judged_again: tuple[str, str] | None = None  # (unreadable verdict, what was wrong)
-        last_reason, last_detail = "", ""
-        for r in range(1, self.max_rounds + 1):
-            entry: dict[str, Any] = {"round": r}
-            rounds.append(entry)
-            if judged_again is None:
-                prior = revise
-                try:
+        reread: tuple[str, str] | None = None  # (unreadable verdict, what was wrong with it)
+        rejected: tuple[dict[str, str], Verdict] | None = None  # last rejected instance
+        failure = Reject("", "")
+        try:
+            for r in range(1, self.max_rounds + 1):
+                entry: dict[str, Any] = {"round": r}
+                rounds.append(entry)
+                if reread is None:  # a new sample; else the same sample is judged again
                     gen = await self._ask(
                         self.formats[task.name], task.schema, task.name,
-                        lambda fmt, prior=prior, r=r: self._generator_messages(
+                        lambda fmt, prior=revise, r=r: self._generator_messages(
                             task, record, examples, fmt, prior, r), sample)
-                except LLMRequestFailed as exc:
-                    record.meta["llm_error"] = exc.detail
-                    return self._reject(record, counters, exc.reason, exc.detail)
-                counters.generator_calls += 1
-                entry["generator"] = record.meta["raw"] = gen.to_meta()
-                record.meta["answer_format"] = gen.answer_format
-                parsed = self._parse(task, gen, record)
-                if isinstance(parsed, Reject):
-                    entry["outcome"] = "invalid"
-                    entry["parse_error"] = {"reason": parsed.reason, "detail": parsed.detail}
-                    counters.round_outcomes["invalid"] += 1
-                    last_reason, last_detail = parsed.reason, parsed.detail
-                    record.meta["parse_error"] = parsed.detail
-                    revise = (gen.completion.text, {"error": parsed.detail or parsed.reason})
-                    continue
-                record.meta.pop("parse_error", None)
-                if not self.discriminate:
-                    entry["outcome"] = "accepted"
+                    counters.generator_calls += 1
+                    entry["generator"] = record.meta["raw"] = gen.to_meta()
+                    record.meta["answer_format"] = gen.answer_format
+                    parsed = self._parse(task, gen, record)
+                    if isinstance(parsed, Reject):
+                        entry["parse_error"] = {"reason": parsed.reason, "detail": parsed.detail}
+                        self._round_over(counters, entry, "invalid")
+                        record.meta["parse_error"] = parsed.detail
+                        failure = parsed
+                        revise = (gen.completion.text, {"error": parsed.detail or parsed.reason})
+                        continue
+                    record.meta.pop("parse_error", None)
+                    if not self.discriminate:
+                        self._round_over(counters, entry, "accepted")
+                        return self._accept(record, counters, r)
+                instance = dict(record.meta.get("instance") or {})
+                if rejected is not None and rejected[0] == instance:
+                    # The generator repeated a sample already rejected: same sample, same
+                    # verdict, and no request whose only possible news is sampling noise.
+                    entry["repeated"] = True
+                    verdict: Verdict | Reject = rejected[1]
+                else:
+                    judge = await self._ask(
+                        self.judge_formats[task.name], task.judge_schema, f"{task.name}_verdict",
+                        lambda fmt, again=reread, r=r: self._judge_messages(
+                            task, record, fmt, again, r), sample)
+                    counters.judge_calls += 1
+                    entry["judge"] = judge.to_meta()
+                    verdict = self._read_verdict(task, judge)
+                    if isinstance(verdict, Reject):
+                        entry["judge_error"] = {"reason": verdict.reason, "detail": verdict.detail}
+                        self._round_over(counters, entry, "judge_error")
+                        failure = verdict
+                        reread = (judge.completion.text, verdict.detail or verdict.reason)
+                        continue
+                    for rid, (ok, _) in verdict.answers.items():
+                        counters.rules.setdefault(rid, Counter())["yes" if ok else "no"] += 1
+                reread = None
+                entry["verdict"] = record.meta["verdict"] = verdict.to_meta()
+                if verdict.accepted:
+                    self._round_over(counters, entry, "accepted")
+                    outcomes.append(Outcome(task.name, "good", 1.0 / r, make_case(task, record)))
                     return self._accept(record, counters, r)
-            try:
-                judge = await self._ask(
-                    self.judge_formats[task.name], task.judge_schema, f"{task.name}_verdict",
-                    lambda fmt, again=judged_again, r=r: self._judge_messages(
-                        task, record, fmt, again, r), sample)
-            except LLMRequestFailed as exc:
-                record.meta["llm_error"] = exc.detail
-                return self._reject(record, counters, exc.reason, exc.detail)
-            counters.judge_calls += 1
-            entry["judge"] = judge.to_meta()
-            verdict = self._read_verdict(task, judge)
-            if isinstance(verdict, Reject):
-                entry["outcome"] = "judge_error"
-                entry["judge_error"] = {"reason": verdict.reason, "detail": verdict.detail}
-                counters.round_outcomes["judge_error"] += 1
-                last_reason, last_detail = verdict.reason, verdict.detail
-                judged_again = (judge.completion.text, verdict.detail or verdict.reason)
-                continue
-            judged_again = None
-            entry["verdict"] = record.meta["verdict"] = verdict.to_meta()
-            for rid, (ok, _) in verdict.answers.items():
-                counters.rules.setdefault(rid, Counter())["yes" if ok else "no"] += 1
-            if verdict.accepted:
-                entry["outcome"] = "accepted"
-                outcomes.append(Outcome(task.name, "good", 1.0 / r, make_case(task, record)))
-                return self._accept(record, counters, r)
-            entry["outcome"] = "rejected"
-            counters.round_outcomes["rejected"] += 1
-            problems = _problems(task, verdict)
-            outcomes.append(Outcome(task.name, "bad",
-                                    len(verdict.failed) / max(len(task.rules), 1),
-                                    make_case(task, record, problems)))
-            record.meta["failed_rules"] = list(verdict.failed) or ["verdict"]
-            last_reason = "discriminator_rejected"
-            last_detail = "; ".join(f"{p['rule']}: {p['reason']}" for p in problems)
-            revise = (gen.completion.text, {"problems": problems})
-        return self._reject(record, counters, last_reason, last_detail)
+                self._round_over(counters, entry, "rejected")
+                problems = _problems(task, verdict)
+                if not entry.get("repeated"):
+                    outcomes.append(Outcome(task.name, "bad",
+                                            len(verdict.failed) / max(len(task.rules), 1),
+                                            make_case(task, record, problems)))
+                rejected = (instance, verdict)
+                record.meta["failed_rules"] = list(verdict.failed) or ["verdict"]
+                failure = Reject("discriminator_rejected",
+                                 "; ".join(f"{p['rule']}: {p['reason']}" for p in problems))
+                revise = (gen.completion.text, {"problems": problems})
+        except LLMRequestFailed as exc:
+            record.meta["llm_error"] = exc.detail
+            return self._reject(record, counters, exc.reason, exc.detail)
+        return self._reject(record, counters, failure.reason, failure.detail)
+
+    @staticmethod
+    def _round_over(counters: TaskCounters, entry: dict[str, Any], outcome: str) -> None:
+        entry["outcome"] = outcome
+        counters.round_outcomes[outcome] += 1
 
     def _parse(self, task: Task, gen: _Exchange, record: Record) -> Record | Reject:
         finish = gen.completion.finish_reason
@@ -287,7 +296,15 @@ class TaskStage(AsyncStage):
                 return Reject("truncated", "the reply was cut off at the token limit "
                               f"({self.params.max_tokens} tokens); write a shorter reply")
             return Reject(f"finish_{finish}", f"the reply ended with {finish}")
-        return task.parse(gen.completion.text, record, gen.answer_format)
+        parsed = task.parse(gen.completion.text, record, gen.answer_format)
+        if isinstance(parsed, Reject):
+            return parsed
+        wording = task.messages(task.blank(record), self.prompts, gen.answer_format)[-1]
+        echoed = echoed_field(parsed.meta.get("instance") or {}, wording["content"])
+        if echoed is not None:
+            return Reject("parse_echoed_prompt", f"the {echoed} repeats the wording of the "
+                          "request (or of an example) instead of answering it")
+        return parsed
 
     def _read_verdict(self, task: Task, judge: _Exchange) -> Verdict | Reject:
         finish = judge.completion.finish_reason
@@ -353,7 +370,6 @@ class TaskStage(AsyncStage):
     def _accept(self, record: Record, counters: TaskCounters, round_: int) -> Record:
         counters.accepted += 1
         counters.accepted_at_round[str(round_)] += 1
-        counters.round_outcomes["accepted"] += 1
         record.meta.pop("failed_rules", None)
         return record
 
@@ -365,6 +381,29 @@ class TaskStage(AsyncStage):
             record.meta["reject_detail"] = detail
         self.reject(record, reason)
         return None
+
+
+ECHO_RATIO = 0.8
+
+
+def echoed_field(instance: dict[str, str], prompt: str) -> str | None:
+    """The first field whose value is a near copy of one line of ``prompt`` (the templates' own
+    wording: a small model parroting a field's description instead of writing it), else None."""
+    lines = [_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines()]
+    lines = [line for line in lines if len(line) >= 10]
+    for key, value in instance.items():
+        text = _plain(value)
+        if not 10 <= len(text) <= 600 or key == "task_name":
+            continue
+        for line in lines:
+            matcher = SequenceMatcher(None, text, line, autojunk=False)
+            if matcher.real_quick_ratio() >= ECHO_RATIO and matcher.ratio() >= ECHO_RATIO:
+                return key
+    return None
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _problems(task: Task, verdict: Verdict) -> list[dict[str, str]]:

@@ -194,7 +194,16 @@ def format_reply(values: dict[str, str], fields: tuple[ReplyField, ...],
     return "\n\n".join(f"[{f.headers[0]}]\n{values.get(f.key, '')}" for f in fields)
 
 
+_CODE_BLOCK = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n(.*?)^[ \t]*\1", re.DOTALL | re.MULTILINE)
+
+
 def code_of(text: str) -> str:
     """The code in ``text``: the first fenced block's body, else the whole text."""
-    m = re.search(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n(.*?)^[ \t]*\1", text, re.DOTALL | re.MULTILINE)
+    m = _CODE_BLOCK.search(text)
     return m.group(2) if m else text
+
+
+def has_code_block(text: str) -> bool:
+    """Whether ``text`` holds a fenced code block with something in it."""
+    m = _CODE_BLOCK.search(text)
+    return bool(m and m.group(2).strip())

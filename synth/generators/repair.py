@@ -2,7 +2,8 @@
 
 Reads seed records; the generator writes a buggy variant of the seed code (``information``), a
 bug report that asks for a fix (``instruction``), and the fixed code with an explanation
-(``solution``). A variant identical to the fix is rejected before any discriminator call.
+(``solution``). A solution without a code block, or a variant identical to the fix, is rejected
+before any discriminator call.
 Writes ``instruction`` = bug report, ``input`` = buggy code, ``response`` = fix + explanation.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from synth.generators.base import INSTRUCTION, SOLUTION, TASK_NAME, Task
 from synth.generators.judge import Rule
-from synth.generators.parsing import Reject, ReplyField, code_of
+from synth.generators.parsing import Reject, ReplyField, code_of, has_code_block
 from synth.records import Record
 
 BUGGY_CODE = ReplyField("information", ("Information", "Buggy Code", "Input", "Code"),
@@ -37,6 +38,9 @@ class RepairTask(Task):
     rules = RULES
 
     def check(self, record: Record) -> Record | Reject:
+        if not has_code_block(record.response):
+            return Reject("parse_no_code_block", "the solution has no fenced code block with "
+                          "the fixed code")
         buggy = " ".join(code_of(record.input).split())
         fixed = " ".join(code_of(record.response).split())
         if buggy == fixed:

@@ -15,7 +15,7 @@ from typing import Any
 from synth.errors import ConfigError
 from synth.generators.base import INSTRUCTION, TASK_NAME, Task
 from synth.generators.judge import Rule
-from synth.generators.parsing import Reject, ReplyField
+from synth.generators.parsing import Reject, ReplyField, has_code_block
 from synth.records import Record
 from synth.seeds.languages import EXTENSIONS, fence_tag, language_name
 
@@ -98,6 +98,9 @@ class TranslateTask(Task):
 
     def check(self, record: Record) -> Record | Reject:
         record.input = record.seed
+        if not has_code_block(record.response):
+            return Reject("parse_no_code_block", "the solution has no fenced code block with "
+                          "the translated code")
         target = record.meta.get("target_lang")
         written = fence_language(record.response)
         if written is not None and target and written != target:

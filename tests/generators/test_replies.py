@@ -87,8 +87,15 @@ CASES = [
                  "parse_missing_information", {}, id="repair-missing-buggy-code"),
     pytest.param("repair", "sections",
                  "[Information]\n```python\ndef add(a, b):\n    return a * b\n```\n"
-                 "[Instruction]\nadd multiplies; fix it.\n[Solution]\nUse +.", None,
+                 "[Instruction]\nadd multiplies; fix it.\n[Solution]\n```\nreturn a + b\n```\n"
+                 "Use +.", None,
                  {"input": "def add(a, b):\n    return a * b"}, id="repair-sections-unfenced"),
+    pytest.param("repair", "json",
+                 _json(information="x = 1", instruction="Fix it.", solution="Use 2 instead."),
+                 "parse_no_code_block", {}, id="repair-fix-without-code"),
+    pytest.param("translate", "json",
+                 _json(instruction="Translate to Rust.", solution="The complete translation."),
+                 "parse_no_code_block", {}, id="translate-prose-only"),
     pytest.param("evol", "json", EVOL_JSON, None,
                  {"instruction": "Add two numbers without using +."}, id="evol-clean"),
     pytest.param("evol", "json",
@@ -131,6 +138,7 @@ def test_format_instance_round_trips(task: str, answer_format: str) -> None:
     """A few-shot case is written exactly the way the parser reads replies."""
     t = get_task(task)
     instance = {f.key: f"value of {f.key}" for f in t.fields}
+    instance["solution"] = "The fix:\n```rust\nfn main() {}\n```"
     record = _record(task)
     if task == "evol":
         record.meta["evol"]["original"]["instruction"] = "something else"
