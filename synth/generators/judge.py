@@ -231,8 +231,8 @@ def _answer_in(segment: str) -> tuple[bool, str] | None:
     """(passed, reason) from the text after a rule's name, up to the next rule."""
     m = _ANSWER_KEY.search(segment)  # "answer": "no" in JSON-ish text wins over any word
     if m:
-        reason = _REASON_KEY.search(segment)
-        return bool(yes_no(m.group(1))), (reason.group(1) if reason else "").strip()
+        why = _REASON_KEY.search(segment)
+        return bool(yes_no(m.group(1))), (why.group(1) if why else "").strip()
     # The answer right after the separator ("rule: **No** - reason"), else the first answer
     # word on the rule's line, else the first one in the segment.
     m = re.match(r"[\s\"'*`:=\-–—|)\]>(]*" + _ANSWER_WORD + r"\b", segment, re.IGNORECASE)

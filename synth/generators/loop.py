@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
+from functools import partial
 from typing import Any
 
 from synth.generators.base import (
@@ -201,7 +202,8 @@ class TaskStage(AsyncStage):
         counters.records += 1
         prepared = task.prepare(record, self.seed)
         if isinstance(prepared, Reject):
-            return self._reject(record, counters, prepared.reason, prepared.detail)
+            self._reject(record, counters, prepared.reason, prepared.detail)
+            return None
         examples = NO_EXAMPLES
         if self.memory is not None:
             # without the discriminator nothing is learnt: every record sees the base memory
@@ -223,8 +225,8 @@ class TaskStage(AsyncStage):
                 if reread is None:  # a new sample; else the same sample is judged again
                     gen = await self._ask(
                         self.formats[task.name], task.schema, task.name,
-                        lambda fmt, prior=revise, r=r: self._generator_messages(
-                            task, record, examples, fmt, prior, r), sample)
+                        partial(self._generator_messages, task, record, examples,
+                                revise=revise, round_=r), sample)
                     counters.generator_calls += 1
                     entry["generator"] = record.meta["raw"] = gen.to_meta()
                     record.meta["answer_format"] = gen.answer_format
@@ -245,21 +247,22 @@ class TaskStage(AsyncStage):
                     # The generator repeated a sample already rejected: same sample, same
                     # verdict, and no request whose only possible news is sampling noise.
                     entry["repeated"] = True
-                    verdict: Verdict | Reject = rejected[1]
+                    verdict = rejected[1]
                 else:
                     judge = await self._ask(
                         self.judge_formats[task.name], task.judge_schema, f"{task.name}_verdict",
-                        lambda fmt, again=reread, r=r: self._judge_messages(
-                            task, record, fmt, again, r), sample)
+                        partial(self._judge_messages, task, record, again=reread, round_=r),
+                        sample)
                     counters.judge_calls += 1
                     entry["judge"] = judge.to_meta()
-                    verdict = self._read_verdict(task, judge)
-                    if isinstance(verdict, Reject):
-                        entry["judge_error"] = {"reason": verdict.reason, "detail": verdict.detail}
+                    read = self._read_verdict(task, judge)
+                    if isinstance(read, Reject):
+                        entry["judge_error"] = {"reason": read.reason, "detail": read.detail}
                         self._round_over(counters, entry, "judge_error")
-                        failure = verdict
-                        reread = (judge.completion.text, verdict.detail or verdict.reason)
+                        failure = read
+                        reread = (judge.completion.text, read.detail or read.reason)
                         continue
+                    verdict = read
                     for rid, (ok, _) in verdict.answers.items():
                         counters.rules.setdefault(rid, Counter())["yes" if ok else "no"] += 1
                 reread = None
@@ -281,8 +284,10 @@ class TaskStage(AsyncStage):
                 revise = (gen.completion.text, {"problems": problems})
         except LLMRequestFailed as exc:
             record.meta["llm_error"] = exc.detail
-            return self._reject(record, counters, exc.reason, exc.detail)
-        return self._reject(record, counters, failure.reason, failure.detail)
+            self._reject(record, counters, exc.reason, exc.detail)
+            return None
+        self._reject(record, counters, failure.reason, failure.detail)
+        return None
 
     @staticmethod
     def _round_over(counters: TaskCounters, entry: dict[str, Any], outcome: str) -> None:
@@ -303,7 +308,7 @@ class TaskStage(AsyncStage):
         echoed = echoed_field(parsed.meta.get("instance") or {}, wording["content"])
         if echoed is not None:
             return Reject("parse_echoed_prompt", f"the {echoed} repeats the wording of the "
-                          "request (or of an example) instead of answering it")
+                          "request instead of answering it")
         return parsed
 
     def _read_verdict(self, task: Task, judge: _Exchange) -> Verdict | Reject:
@@ -318,7 +323,7 @@ class TaskStage(AsyncStage):
     # -- messages ------------------------------------------------------------------------------
 
     def _generator_messages(self, task: Task, record: Record, examples: Examples,
-                            answer_format: str,
+                            answer_format: str, *,
                             revise: tuple[str, dict[str, Any]] | None,
                             round_: int) -> list[Message]:
         messages = task.messages(record, self.prompts, answer_format, examples)
@@ -332,7 +337,7 @@ class TaskStage(AsyncStage):
         return messages + [{"role": "assistant", "content": previous},
                            {"role": "user", "content": text or ""}]
 
-    def _judge_messages(self, task: Task, record: Record, answer_format: str,
+    def _judge_messages(self, task: Task, record: Record, answer_format: str, *,
                         again: tuple[str, str] | None, round_: int) -> list[Message]:
         messages = task.judge_messages(record, self.prompts, answer_format)
         if again is None:
@@ -380,7 +385,6 @@ class TaskStage(AsyncStage):
         if detail:
             record.meta["reject_detail"] = detail
         self.reject(record, reason)
-        return None
 
 
 ECHO_RATIO = 0.8

@@ -71,7 +71,7 @@ class _Block:
 def make_case(task: Task, record: Record,
               problems: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """A whole case as prompts show it: the generator's input and reply (and what was wrong)."""
-    case = {"input": task.example_input(record), "instance": task.instance(record),
+    case: dict[str, Any] = {"input": task.example_input(record), "instance": task.instance(record),
             "problems": list(problems or []), "record_id": record.id}
     case["id"] = content_id("case", task.name, case["input"],
                             json.dumps(case["instance"], sort_keys=True))
