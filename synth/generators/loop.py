@@ -52,6 +52,7 @@ from synth.records import Record
 log = logging.getLogger("synth")
 
 LOOP_TEMPLATES = "_loop"
+LOOP_PARTS = ("revise", "reread")  # rendered by the stage itself, not included by a task
 
 
 def _rejects_response_format(exc: LLMRequestFailed) -> bool:
@@ -160,8 +161,10 @@ class TaskStage(AsyncStage):
         self.judge_formats = {
             name: FormatState.from_option(answer_format, t.judge_schema, first_dialect)
             for name, t in self.tasks.items()}
-        self.template_hashes = {name: prompts.template_hash(t.template)
-                                for name, t in self.tasks.items()}
+        self.template_hashes = {
+            name: prompts.template_hash(t.template, tuple(f"{LOOP_TEMPLATES}/{part}.j2"
+                                                          for part in LOOP_PARTS))
+            for name, t in self.tasks.items()}
         self.counters = LoopStats()
         self._seqs: dict[int, int] = {}
         if memory is not None:

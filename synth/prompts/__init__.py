@@ -82,12 +82,12 @@ class Prompts:
         names = self.env.list_templates(filter_func=lambda n: n.endswith("/user.j2"))
         return sorted({n.split("/")[0] for n in names})
 
-    def template_hash(self, task: str) -> str:
-        """Short sha256 over the task's template sources and every template they include:
-        changes whenever any of them does."""
+    def template_hash(self, task: str, extra: tuple[str, ...] = ()) -> str:
+        """Short sha256 over the task's template sources, the ``extra`` template names and
+        every template they include: changes whenever any of them does."""
         h = hashlib.sha256()
         seen: set[str] = set()
-        todo = [f"{task}/{part}.j2" for part in PARTS + JUDGE_PARTS]
+        todo = [f"{task}/{part}.j2" for part in PARTS + JUDGE_PARTS] + list(extra)
         while todo:
             name = todo.pop(0)
             if name in seen:
