@@ -228,6 +228,7 @@ def prompts_show(
 ) -> None:
     """Print a task's rendered prompt with placeholders where the data goes."""
     from synth.generators import get_task
+    from synth.generators.loop import template_hash
     from synth.generators.parsing import Reject
     from synth.prompts import Prompts
     from synth.records import Record
@@ -245,6 +246,6 @@ def prompts_show(
                     else t.messages(prepared, prompts, answer_format))
     except SynthError as exc:
         raise fail(exc) from exc
-    typer.echo(f"# template {t.template} (hash {prompts.template_hash(t.template)})")
+    typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")

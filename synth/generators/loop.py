@@ -55,6 +55,12 @@ LOOP_TEMPLATES = "_loop"
 LOOP_PARTS = ("revise", "reread")  # rendered by the stage itself, not included by a task
 
 
+def template_hash(prompts: Prompts, task: Task) -> str:
+    """The hash of every template a record of ``task`` can be prompted with."""
+    return prompts.template_hash(task.template,
+                                 tuple(f"{LOOP_TEMPLATES}/{part}.j2" for part in LOOP_PARTS))
+
+
 def _rejects_response_format(exc: LLMRequestFailed) -> bool:
     text = exc.detail.lower()
     return exc.reason == "llm_bad_request" and "response_format" in text
@@ -161,10 +167,7 @@ class TaskStage(AsyncStage):
         self.judge_formats = {
             name: FormatState.from_option(answer_format, t.judge_schema, first_dialect)
             for name, t in self.tasks.items()}
-        self.template_hashes = {
-            name: prompts.template_hash(t.template, tuple(f"{LOOP_TEMPLATES}/{part}.j2"
-                                                          for part in LOOP_PARTS))
-            for name, t in self.tasks.items()}
+        self.template_hashes = {name: template_hash(prompts, t) for name, t in self.tasks.items()}
         self.counters = LoopStats()
         self._seqs: dict[int, int] = {}
         if memory is not None:
