@@ -24,7 +24,7 @@ from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.evol import source_record
-from synth.generators.loop import TaskStage, loop_card_section
+from synth.generators.loop import TaskStage, loop_card_section, template_hash
 from synth.generators.memory import ExampleMemory
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.server import endpoint
@@ -89,7 +89,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
     tasks, mix = build_tasks(gen.task, gen.weights, gen.to)
     prompts = Prompts(gen.templates)
     for task in tasks.values():  # fail on a broken override before starting a server
-        prompts.template_hash(task.template)
+        template_hash(prompts, task)
     evol = gen.task == "evol"
     if evol and seeds is not None:
         raise ConfigError("--task evol reads --input, not --seeds")
