@@ -130,3 +130,15 @@ def test_prompts_show_renders_every_task_and_its_discriminator() -> None:
                                   capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stderr
             assert ("Rules:" in proc.stdout) == bool(extra)
+
+
+def test_template_hash_follows_included_and_loop_templates(tmp_path: Path) -> None:
+    from synth.generators.loop import template_hash
+
+    task = get_task("summarize")
+    base = template_hash(Prompts(), task)
+    for part in ("examples", "checklist", "revise"):  # included, included by judge, loop's own
+        override = tmp_path / part / "_loop"
+        override.mkdir(parents=True)
+        (override / f"{part}.j2").write_text("changed\n")
+        assert template_hash(Prompts(tmp_path / part), task) != base, part
