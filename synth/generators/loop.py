@@ -3,7 +3,8 @@
 Per record, round ``r`` of at most ``max_rounds``::
 
     generator(prompt + few-shot cases [+ previous reply + critique]) ─► parse + rule checks
-        │ unusable reply (truncated, unparseable, failed check) ─► critique = what was wrong
+        │ unusable reply (truncated, unparseable, a task's check, parrots the request,
+        │ copies an example) ─► critique = what was wrong
         ▼
     discriminator(checklist) ─► verdict
         │ unreadable verdict ─► next round asks the discriminator again (the sample stays)
@@ -236,7 +237,7 @@ class TaskStage(AsyncStage):
                     counters.generator_calls += 1
                     entry["generator"] = record.meta["raw"] = gen.to_meta()
                     record.meta["answer_format"] = gen.answer_format
-                    parsed = self._parse(task, gen, record)
+                    parsed = self._parse(task, gen, record, examples)
                     if isinstance(parsed, Reject):
                         entry["parse_error"] = {"reason": parsed.reason, "detail": parsed.detail}
                         self._round_over(counters, entry, "invalid")
@@ -300,7 +301,8 @@ class TaskStage(AsyncStage):
         entry["outcome"] = outcome
         counters.round_outcomes[outcome] += 1
 
-    def _parse(self, task: Task, gen: _Exchange, record: Record) -> Record | Reject:
+    def _parse(self, task: Task, gen: _Exchange, record: Record,
+               examples: Examples) -> Record | Reject:
         finish = gen.completion.finish_reason
         if finish != "stop":
             if finish == "length":
@@ -310,11 +312,16 @@ class TaskStage(AsyncStage):
         parsed = task.parse(gen.completion.text, record, gen.answer_format)
         if isinstance(parsed, Reject):
             return parsed
+        instance = parsed.meta.get("instance") or {}
         wording = task.messages(task.blank(record), self.prompts, gen.answer_format)[-1]
-        echoed = echoed_field(parsed.meta.get("instance") or {}, wording["content"])
+        echoed = echoed_field(instance, wording["content"])
         if echoed is not None:
             return Reject("parse_echoed_prompt", f"the {echoed} repeats the wording of the "
                           "request instead of answering it")
+        copied = copied_field(instance, examples)
+        if copied is not None:
+            return Reject("parse_copied_example", f"the {copied} copies one of the examples; "
+                          "write a new one for this input")
         return parsed
 
     def _read_verdict(self, task: Task, judge: _Exchange) -> Verdict | Reject:
@@ -400,16 +407,29 @@ def echoed_field(instance: dict[str, str], prompt: str) -> str | None:
     """The first field whose value is a near copy of one line of ``prompt`` (the templates' own
     wording: a small model parroting a field's description instead of writing it), else None."""
     lines = [_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines()]
-    lines = [line for line in lines if len(line) >= 10]
     for key, value in instance.items():
         text = _plain(value)
-        if not 10 <= len(text) <= 600 or key == "task_name":
-            continue
-        for line in lines:
-            matcher = SequenceMatcher(None, text, line, autojunk=False)
-            if matcher.real_quick_ratio() >= ECHO_RATIO and matcher.ratio() >= ECHO_RATIO:
+        if key != "task_name" and len(text) <= 600 and any(_near(text, line) for line in lines):
+            return key
+    return None
+
+
+def copied_field(instance: dict[str, str], examples: Examples) -> str | None:
+    """The first field whose value is a near copy of the same field of a few-shot case shown
+    to the generator (small models copy examples whole), else None."""
+    for case in examples.good + examples.bad:
+        shown = case.get("instance") or {}
+        for key, value in instance.items():
+            if key != "task_name" and _near(_plain(value), _plain(str(shown.get(key, "")))):
                 return key
     return None
+
+
+def _near(a: str, b: str) -> bool:
+    if not (10 <= len(a) <= 2000 and 10 <= len(b) <= 2000):
+        return False
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.real_quick_ratio() >= ECHO_RATIO and matcher.ratio() >= ECHO_RATIO
 
 
 def _plain(text: str) -> str:

@@ -312,3 +312,28 @@ def test_mix_runs_each_record_with_its_own_task(store: RunStore) -> None:
     assert stage.name == "generate:mix"
     assert {t: d["accepted"] for t, d in ctx.stats.to_dict()["discriminator"].items()} == {
         "repair": 2, "summarize": 2}
+
+
+def test_copying_a_few_shot_example_is_rejected(tmp_path: Any) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps({
+        "task": "summarize", "seed": "print(1)", "lang": "python",
+        "instruction": "Describe what this short Python script prints.",
+        "response": "It prints the number one."}) + "\n")
+
+    def generator(body: dict[str, Any], _: int) -> str:
+        assert "Describe what this short Python script prints." in body["messages"][1]["content"]
+        return instance("Describe what this short Python script prints!", "It adds numbers.")
+
+    s = Scripted(generator, lambda b, r: verdict())
+    with RunStore(tmp_path / "run") as store:
+        store.begin("generate")
+        memory = ExampleMemory(store, shots=1, seed=7)
+        assert memory.seed_from(cases, {"summarize": get_task("summarize")}) == 1
+        run(store, s, records(2), memory=memory, max_rounds=2)
+        rejected = results(store, "rejected")
+    assert {reason for reason, _ in rejected.values()} == {"parse_copied_example"}
+    assert s.count(judge=True) == 0 and s.count(judge=False) == 4
+    _, rec = next(iter(rejected.values()))
+    assert "copies one of the examples" in rec.meta["rounds"][1]["generator"]["messages"][3][
+        "content"]
