@@ -107,7 +107,8 @@ def main() -> None:
           f"python={platform.python_version()} openai={openai.__version__}")
     print(f"{args.requests} requests per cell, median of {args.repeats}; anchor = bare AsyncOpenAI")
     print()
-    print("| concurrency | bare req/s | ours req/s | ours/bare | bare CPU ms/req | ours CPU ms/req |")
+    print("| concurrency | bare req/s | ours req/s | ours/bare | bare CPU ms/req "
+          "| ours CPU ms/req |")
     print("|---|---|---|---|---|---|")
     for c, n, (bw, bc), (ow, oc) in rows:
         print(f"| {c} | {n / bw:.0f} | {n / ow:.0f} | {bw / ow:.2f} | {1000 * bc / n:.2f} | "

@@ -82,7 +82,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} cores={os.cpu_count()} "
           f"python={platform.python_version()}; model {server.model}; {args.num} seeds, "
           f"max_tokens {args.max_tokens}, temperature 0; kept {stats['kept']}, "
-          f"rejected {stats['rejected']}, tokens out {stats['llm']['tokens_out']}")
+          f"rejected {stats['rejected']}, tokens out {stats['llm'].get('tokens_out', 0)}")
     print()
     print("| side | wall s | records/min | time outside model requests | vs anchor |")
     print("|---|---|---|---|---|")

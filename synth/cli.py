@@ -249,3 +249,113 @@ def prompts_show(
     typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
+
+
+# --- decontamination and leakage (issue 4) ---------------------------------------------------
+
+
+def _benchmarks(specs: list[str], fields: str | None) -> list[Any]:
+    from synth.filters.benchmarks import load_benchmark
+    from synth.filters.fields import parse_fields
+
+    chosen = parse_fields(fields) if fields else None
+    return [load_benchmark(spec, chosen) for spec in specs]
+
+
+@app.command()
+def decontam(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
+                                        ".json, .parquet or a dataset directory.")],
+    run_dir: RunDir = Path("runs/decontam"),
+    benchmark: Annotated[list[str] | None, typer.Option(
+        "--benchmark", "-b", help="humaneval (built in), NAME=PATH (jsonl/parquet) or "
+        "ORG/NAME[:SPLIT] (hub, online only). Repeatable.")] = None,
+    fields: Annotated[str | None, typer.Option(
+        "--fields", help="Text columns of file/hub benchmarks, first = prompt, e.g. "
+        "prompt,solution.")] = None,
+    method: Annotated[str, typer.Option(help="exact, ngram or exact,ngram.")] = "exact,ngram",
+    threshold: Annotated[float, typer.Option(
+        help="n-gram: drop when max S(test, train) >= this.")] = 0.05,
+    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
+    train_fields: Annotated[str, typer.Option(
+        help="Record fields compared (instruction, input, response, seed or a column).")]
+        = "instruction,input,response",
+    test_fields: Annotated[str | None, typer.Option(
+        help="Benchmark fields joined for the n-gram method (default: the benchmark's "
+        "prompt and solution).")] = None,
+    allow: Annotated[Path | None, typer.Option(
+        help="File of extra generic strings (one per line) the exact method ignores.")] = None,
+    no_default_allow: Annotated[bool, typer.Option(
+        "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+) -> None:
+    """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
+    from synth.filters.decontam import DEFAULT_ALLOW, run_decontam
+    from synth.filters.fields import parse_fields
+    from synth.filters.ngrams import parse_sizes
+
+    try:
+        allowed = [] if no_default_allow else list(DEFAULT_ALLOW)
+        if allow is not None:
+            if not allow.exists():
+                raise InputError(f"allow-list {allow} does not exist")
+            allowed += [s for s in allow.read_text(encoding="utf-8").splitlines() if s.strip()]
+        summary = run_decontam(
+            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+            methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
+            train_fields=parse_fields(train_fields),
+            test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
+            progress=_progress())
+    except SynthError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
+                    err=True)
+        raise typer.Exit(code=130) from None
+    dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
+    typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
+               f"(dropped: {dropped}) → {run_dir / 'dataset'}")
+
+
+@app.command()
+def tli(
+    train: Annotated[Path, typer.Option("--train", help="Training data: .jsonl, .json, "
+                                        ".parquet or a dataset directory.")],
+    test: Annotated[str, typer.Option(
+        "--test", help="humaneval, NAME=PATH or ORG/NAME[:SPLIT].")] = "humaneval",
+    train_fields: Annotated[str, typer.Option(
+        help="Record fields compared; default the user side.")] = "instruction,input",
+    test_fields: Annotated[str | None, typer.Option(
+        help="Benchmark fields compared; default the prompt (for files: prompt/question/"
+        "text...).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Top-k similarities averaged per item.")] = 1,
+    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
+    top_pairs: Annotated[int, typer.Option(help="Most similar pairs to list.")] = 10,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the full report as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        "--markdown", help="Write the Markdown table here too.")] = None,
+) -> None:
+    """XCoder's Test Leakage Indicator (TLI-mean@k, TLI-max@k) of a training set vs a benchmark."""
+    import json
+
+    from synth.datafiles import read_records
+    from synth.filters.fields import parse_fields
+    from synth.filters.ngrams import parse_sizes
+    from synth.filters.tli import compute_tli, tli_markdown
+
+    try:
+        bench = _benchmarks([test], test_fields)[0]
+        report = compute_tli(
+            read_records(train), bench, train_fields=parse_fields(train_fields),
+            test_fields=parse_fields(test_fields) if test_fields else None, k=k,
+            sizes=parse_sizes(ngram), top_pairs=top_pairs, train_source=str(train))
+    except SynthError as exc:
+        raise fail(exc) from exc
+    text = tli_markdown(report, pairs=top_pairs)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text, encoding="utf-8")
+    typer.echo(text)

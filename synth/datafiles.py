@@ -23,6 +23,7 @@ RESPONSE_KEYS = ("response", "output", "answer", "completion", "solution")
 CHAT_KEYS = ("messages", "conversations", "conversation")
 ID_KEYS = ("id", "task_id", "idx")
 
+_MAPPED = frozenset(INSTRUCTION_KEYS + INPUT_KEYS + RESPONSE_KEYS + CHAT_KEYS + ID_KEYS)
 _USER = {"user", "human"}
 _ASSISTANT = {"assistant", "gpt", "model"}
 
@@ -133,9 +134,11 @@ def row_to_record(row: dict[str, Any], index: int, source: str) -> Record:
         inp = str(_first(row, INPUT_KEYS) or "")
         response = str(_first(row, RESPONSE_KEYS) or "")
     raw_id = _first(row, ID_KEYS)
-    rid = str(raw_id) if raw_id is not None else content_id("row", instruction, inp, response)
-    used = set(INSTRUCTION_KEYS + INPUT_KEYS + RESPONSE_KEYS + CHAT_KEYS + ID_KEYS)
-    extra = {k: v for k, v in row.items() if k not in used}
+    # Without an id column the row's position is part of its id: two identical rows are two
+    # samples of the input (deduplication is a filter's decision, not the reader's).
+    rid = str(raw_id) if raw_id is not None else content_id("row", index, instruction, inp,
+                                                            response)
+    extra = {k: v for k, v in row.items() if k not in _MAPPED}
     meta: dict[str, Any] = {"index": index, "provenance": {"source": source, "row": index}}
     if extra:
         meta["extra"] = extra

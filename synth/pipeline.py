@@ -199,17 +199,37 @@ class Stage(ABC):
 
 
 class Filter(Stage):
-    """A stage that only decides: :meth:`keep` returns a bool or ``(bool, reason)``."""
+    """A stage that only decides: :meth:`keep` returns a bool or ``(bool, reason)``.
+
+    A filter that decides many records faster together (vectorized matching, one model call per
+    batch) sets ``batch_size`` > 1 and overrides :meth:`keep_batch`; records still leave in input
+    order.
+    """
 
     default_reason: str = "filtered"
+    batch_size: int = 1
 
     @abstractmethod
     def keep(self, record: Record) -> bool | tuple[bool, str]:
         """Whether ``record`` goes on, optionally with the reason when it does not."""
 
+    def keep_batch(self, records: list[Record]) -> list[bool | tuple[bool, str]]:
+        """:meth:`keep` for each of ``records``; override to decide them together."""
+        return [self.keep(record) for record in records]
+
     def run(self, records: Iterator[Record]) -> Iterator[Record]:
+        batch: list[Record] = []
         for record in records:
-            verdict = self.keep(record)
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                yield from self._decide(batch)
+                batch = []
+        if batch:
+            yield from self._decide(batch)
+
+    def _decide(self, batch: list[Record]) -> Iterator[Record]:
+        verdicts = self.keep_batch(batch) if len(batch) > 1 else [self.keep(batch[0])]
+        for record, verdict in zip(batch, verdicts, strict=True):
             ok, reason = verdict if isinstance(verdict, tuple) else (verdict, self.default_reason)
             if ok:
                 yield record
@@ -305,7 +325,8 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
 
 
 def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
-                  card_sections: list[str] | None = None) -> dict[str, Any]:
+                  card_sections: list[str] | None = None,
+                  description: str | None = None) -> dict[str, Any]:
     """Write the run directory's outputs from the store: dataset, rejects, stats, config.
 
     Called at the end of every run, also after Ctrl-C or an error, so everything that finished
@@ -319,7 +340,7 @@ def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupt
     stats["rejected"] = store.count_results("rejected")
     stats["interrupted"] = interrupted
     store.write_json("config.json", config)
-    card = dataset_card(title, stats["kept"], stats, config, card_sections)
+    card = dataset_card(title, stats["kept"], stats, config, card_sections, description)
     write_dataset((rec for _, _, rec in store.iter_results("kept")), store.run_dir / "dataset",
                   card, store.score_names())
     write_rejects(store, store.run_dir / "rejects.jsonl")

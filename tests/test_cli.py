@@ -202,4 +202,11 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path, corpus_seeds: Path,
     stats = json.loads((run / "stats.json").read_text())
     assert stats["interrupted"] is True
     kept = (run / "dataset" / "jsonl" / "train.jsonl").read_text().splitlines()
-    assert 2 <= len(kept) == stats["kept"] < 40
+    # a response cached just before the signal may not have reached the results yet; the
+    # rerun below picks it up from the cache
+    assert 1 <= len(kept) == stats["kept"] <= _cached(run) < 40
+    rerun = synth("generate", "--base-url", fake.base_url, "--run-dir", str(run), "--seeds",
+                  str(corpus_seeds), "--num", "40", "--concurrency", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["kept"] == 40 and stats["llm"]["cache_hits"] >= len(kept)

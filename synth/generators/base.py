@@ -93,6 +93,7 @@ class Task:
         task_name: CodeOcean's human name of the task ("code summarization").
         fields: what the generator writes, in the order the templates ask for it.
         rules: the discriminator's checklist.
+        description: what the samples are, for the dataset card.
     """
 
     name: str
@@ -100,6 +101,7 @@ class Task:
     task_name: str
     fields: tuple[ReplyField, ...]
     rules: tuple[Rule, ...]
+    description: str = ""
 
     @functools.cached_property
     def schema(self) -> dict[str, Any] | None:
@@ -200,26 +202,38 @@ DIALECTS = ("json_schema", "json_object", "sections")
 
 @dataclass
 class FormatState:
-    """The reply dialect in use. ``auto`` moves down :data:`DIALECTS` when the endpoint refuses
-    a ``response_format``; ``json`` and ``sections`` never change."""
+    """The reply dialect in use, moving down the allowed :data:`DIALECTS` when the endpoint
+    refuses a ``response_format``: ``auto`` allows all three, ``json`` the two JSON dialects,
+    ``sections`` only sections."""
 
-    auto: bool
+    allowed: tuple[str, ...]
     current: str
 
     @classmethod
     def from_option(cls, option: str, schema: dict[str, Any] | None,
                     first_dialect: str = "json_schema") -> FormatState:
         if schema is None or option == "sections":
-            return cls(False, "sections")
-        return cls(option == "auto", first_dialect)
+            return cls(("sections",), "sections")
+        allowed = DIALECTS[DIALECTS.index(first_dialect):]
+        if option == "json":
+            allowed = tuple(d for d in allowed if d != "sections")
+        return cls(allowed, first_dialect)
 
     @property
     def answer_format(self) -> str:
         """What the templates and parser see: ``json`` or ``sections``."""
         return "sections" if self.current == "sections" else "json"
 
-    def fall_back(self, failed: str) -> None:
-        """Move past ``failed`` (once, even when many requests fail at the same time)."""
-        if self.current == failed and failed != "sections":
-            self.current = DIALECTS[DIALECTS.index(failed) + 1]
-            log.warning("the endpoint refused response_format %s; trying %s", failed, self.current)
+    def fall_back(self, failed: str) -> bool:
+        """Move past ``failed``; False when nothing is left to try.
+
+        Many requests in flight may be refused at once: only the first moves the state.
+        """
+        if self.current != failed:
+            return True
+        rest = self.allowed[self.allowed.index(failed) + 1:]
+        if not rest:
+            return False
+        self.current = rest[0]
+        log.warning("the endpoint refused response_format %s; trying %s", failed, self.current)
+        return True

@@ -65,6 +65,8 @@ class EvolTask(Task):
     task_name = "code generation"
     fields = (TASK_NAME, INSTRUCTION, INFORMATION, SOLUTION)
     rules = RULES
+    description = ("Evol-Instruct samples (WizardLM, WizardCoder): instructions of an existing "
+                   "dataset rewritten into harder ones, with their solutions.")
 
     def __init__(self, methods: tuple[str, ...] = tuple(METHODS)) -> None:
         self.methods = methods

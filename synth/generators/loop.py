@@ -377,8 +377,8 @@ class TaskStage(AsyncStage):
             try:
                 completion = await self.client.complete(messages, params, sample=sample)
             except LLMRequestFailed as exc:
-                if fmt.auto and dialect != "sections" and _rejects_response_format(exc):
-                    fmt.fall_back(dialect)
+                if (dialect != "sections" and _rejects_response_format(exc)
+                        and fmt.fall_back(dialect)):
                     continue
                 raise
             return _Exchange(messages, completion, answer_format)

@@ -36,6 +36,8 @@ class RepairTask(Task):
     task_name = "code repair"
     fields = (TASK_NAME, BUGGY_CODE, INSTRUCTION, SOLUTION)  # the bug first, then its report
     rules = RULES
+    description = ("Code repair samples (CodeOcean, WaveCoder): a bug report, a buggy variant of "
+                   "a snippet of real source code (the input), and the fix with an explanation.")
 
     def check(self, record: Record) -> Record | Reject:
         if not has_code_block(record.response):

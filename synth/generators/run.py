@@ -23,6 +23,7 @@ from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig,
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
 from synth.generators import build_tasks, choose_task, task_options
+from synth.generators.base import Task
 from synth.generators.evol import source_record
 from synth.generators.loop import TaskStage, loop_card_section, template_hash
 from synth.generators.memory import ExampleMemory
@@ -144,13 +145,20 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     config["answer_dialect"] = stage.dialects()
                     sections = [loop_card_section(stage.counters)] if gen.discriminator else []
                     stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
-                                          sections)
+                                          sections, description=_description(tasks, mix))
                 if interrupted:
                     raise KeyboardInterrupt
                 return stats
             finally:
                 ctx.loop.run(client.aclose())
                 ctx.close()
+
+
+def _description(tasks: dict[str, Task], mix: dict[str, float] | None) -> str:
+    if mix is None:
+        return next(iter(tasks.values())).description
+    return "A mix of synth tasks, drawn per seed:\n\n" + "\n".join(
+        f"- {name} ({mix[name]:.0%}): {task.description}" for name, task in tasks.items())
 
 
 def _task_records(seeds_path: Path, gen: GenerateConfig,

@@ -34,6 +34,8 @@ class SummarizeTask(Task):
     task_name = "code summarization"
     fields = (TASK_NAME, INSTRUCTION, SUMMARY)
     rules = RULES
+    description = ("Code summarization samples (CodeOcean, WaveCoder): an instruction asking to "
+                   "explain a snippet of real source code (the input) and the explanation.")
 
     def check(self, record: Record) -> Record | Reject:
         record.input = record.seed

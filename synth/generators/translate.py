@@ -76,6 +76,9 @@ class TranslateTask(Task):
     task_name = "code translation"
     fields = (TASK_NAME, INSTRUCTION, TRANSLATION)
     rules = RULES
+    description = ("Code translation samples (CodeOcean, WaveCoder): an instruction asking to "
+                   "translate a snippet of real source code (the input) into another language, "
+                   "and the translation.")
 
     def __init__(self, targets: tuple[str, ...] = DEFAULT_TARGETS) -> None:
         self.targets = targets

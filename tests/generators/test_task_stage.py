@@ -116,3 +116,26 @@ def test_run_stages_stores_kept_in_input_order(store: RunStore) -> None:
     assert kept == 4
     assert [r.seed for _, _, r in store.iter_results("kept")] == [f"x = {i}" for i in range(4)]
     assert ctx.stats.stages["generate:codegen"].to_dict() == {"in": 4, "out": 4, "rejected": {}}
+
+
+def test_json_option_tries_both_json_dialects_but_never_sections(store: RunStore) -> None:
+    formats: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        rf = json.loads(request.content).get("response_format")
+        formats.append(rf and rf["type"])
+        if rf is None or rf["type"] == "json_schema":
+            return httpx.Response(500, json={"error": {
+                "message": "1 validation error: ('body', 'response_format', 'type')"}})
+        return httpx.Response(200, json=chat_response(GOOD_JSON))
+
+    ctx = RunContext(store)
+    stage = TaskStage(CodegenTask(), mock_client(handler, store, concurrency=1), Prompts(),
+                      SamplingParams(), answer_format="json", discriminate=False)
+    stage.bind(ctx)
+    try:
+        out = list(stage.run(iter(seeds(3))))
+    finally:
+        ctx.close()
+    assert len(out) == 3 and None not in formats
+    assert formats[-2:] == ["json_object", "json_object"]
