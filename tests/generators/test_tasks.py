@@ -123,13 +123,16 @@ def test_cli_option_errors_are_one_red_line(tmp_path: Path, args: list[str], nee
 
 
 def test_prompts_show_renders_every_task_and_its_discriminator() -> None:
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
     for task in ("codegen", "summarize", "translate", "repair", "evol"):
         for extra in ([], ["--judge"]):
-            proc = subprocess.run([sys.executable, "-m", "synth", "prompts", "show", task,
-                                   "--answer-format", "json", *extra],
-                                  capture_output=True, text=True, timeout=60)
-            assert proc.returncode == 0, proc.stderr
-            assert ("Rules:" in proc.stdout) == bool(extra)
+            result = CliRunner().invoke(app, ["prompts", "show", task, "--answer-format", "json",
+                                              *extra])
+            assert result.exit_code == 0, result.output
+            assert ("Rules:" in result.output) == bool(extra)
 
 
 def test_template_hash_follows_included_and_loop_templates(tmp_path: Path) -> None:
