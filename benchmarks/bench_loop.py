@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +41,22 @@ def run_task(task: str, out: Path, num: int, max_tokens: int, seeds: Path,
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def few_shot_split(db_path: Path) -> dict[bool, list[int]]:
+    """(records, accepted) of the last invocation, split by whether the generator was shown
+    any memory case (the first two blocks of a run see the memory the run started with)."""
+    split = {True: [0, 0], False: [0, 0]}
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT status, json_array_length(json_extract(record, '$.meta.few_shot.good')) + "
+            "json_array_length(json_extract(record, '$.meta.few_shot.bad')) FROM results "
+            "WHERE gen = (SELECT MAX(gen) FROM results)").fetchall()
+    for status, shown in rows:
+        cell = split[bool(shown)]
+        cell[0] += 1
+        cell[1] += status == "kept"
+    return split
 
 
 def report(out: Path, tasks: list[str]) -> None:
@@ -67,6 +84,13 @@ def report(out: Path, tasks: list[str]) -> None:
     for task, s in stats.items():
         for rule, r in s["discriminator"][task]["rules"].items():
             print(f"| {task} | {rule} | {r['yes']} | {r['no']} | {_pct(r['pass_rate'])} |")
+    print()
+    print("| task | shown memory cases: records / accepted | shown none: records / accepted |")
+    print("|---|---|---|")
+    for task in stats:
+        split = few_shot_split(out / task / "store.sqlite")
+        print(f"| {task} | {split[True][0]} / {split[True][1]} | "
+              f"{split[False][0]} / {split[False][1]} |")
     print()
     llm = {t: s["llm"] for t, s in stats.items()}
     print("| task | HTTP requests | tokens in | tokens out | memory cases (good/bad) | "
