@@ -72,7 +72,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "synth", "generate", "--base-url", server.base_url,
                         "--model", server.model, "--seeds", str(tmp / "seeds.jsonl"),
                         "--num", str(args.num), "--max-tokens", str(args.max_tokens),
-                        "--concurrency", "1", "--answer-format", "json", "--run-dir", str(run)],
+                        "--concurrency", "1", "--answer-format", "json", "--run-dir", str(run),
+                        "--no-discriminator"],  # the anchor makes one call per seed too
                        check=True, env=env, capture_output=True)
         ours_s = time.perf_counter() - t0
     stats = json.loads((run / "stats.json").read_text())

@@ -155,7 +155,8 @@ def seeds_extract(
 
 @app.command()
 def generate(
-    task: Annotated[str, typer.Option(help="Task to generate (codegen).")] = "codegen",
+    task: Annotated[str, typer.Option(
+        help="codegen, summarize, translate, repair, evol, or mix (see --weights).")] = "codegen",
     seeds: Annotated[Path | None, typer.Option(
         help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
     )] = None,
@@ -179,6 +180,28 @@ def generate(
     templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     config: Annotated[Path | None, typer.Option(help="synth.toml to read.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="--task mix: task weights, e.g. codegen=0.5,summarize=0.2,translate=0.2,repair=0.1."
+    )] = None,
+    to: Annotated[str | None, typer.Option(
+        help="translate: target language, or a comma-separated list drawn from per seed.")
+    ] = None,
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", help="evol: instruction dataset to evolve (jsonl, parquet or a directory).")
+    ] = None,
+    discriminator: Annotated[bool | None, typer.Option(
+        "--discriminator/--no-discriminator",
+        help="Check every sample with the discriminator and revise rejected ones.")] = None,
+    max_rounds: Annotated[int | None, typer.Option(
+        help="Generator–discriminator rounds per record (default 2).")] = None,
+    memory_size: Annotated[int | None, typer.Option(
+        help="Good and bad example cases kept per task (default 16).")] = None,
+    memory_policy: Annotated[str | None, typer.Option(
+        help="Which cases the memory keeps: last (newest) or best.")] = None,
+    few_shot: Annotated[int | None, typer.Option(
+        help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
+    memory_seed: Annotated[list[Path] | None, typer.Option(
+        help="File of example cases to start the memory with (repeatable).")] = None,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
@@ -189,12 +212,19 @@ def generate(
         gen = resolve(GenerateConfig, "generate", toml, {
             "task": task, "num": num, "max_tokens": max_tokens, "temperature": temperature,
             "samples_per_seed": samples_per_seed, "answer_format": answer_format, "seed": seed,
-            "templates": str(templates) if templates else None})
+            "templates": str(templates) if templates else None, "weights": weights, "to": to,
+            "input": str(input_path) if input_path else None, "discriminator": discriminator,
+            "max_rounds": max_rounds, "memory_size": memory_size,
+            "memory_policy": memory_policy, "few_shot": few_shot,
+            "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
         if seeds is not None and not seeds.exists():
             raise InputError(f"seeds file {seeds} does not exist")
+        for path in gen.memory_seed:
+            if not Path(path).exists():
+                raise InputError(f"--memory-seed {path} does not exist")
         stats = run_generate(run_dir, gen, llm, seeds, _progress())
     except SynthError as exc:
         raise fail(exc) from exc
@@ -244,20 +274,29 @@ def prompts_show(
     task: Annotated[str, typer.Argument(help="Task whose templates to render.")],
     templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
     answer_format: Annotated[str, typer.Option(help="json or sections.")] = "sections",
+    judge: Annotated[bool, typer.Option(help="Show the discriminator's prompt instead.")] = False,
 ) -> None:
     """Print a task's rendered prompt with placeholders where the data goes."""
     from synth.generators import get_task
+    from synth.generators.loop import template_hash
+    from synth.generators.parsing import Reject
     from synth.prompts import Prompts
     from synth.records import Record
 
     try:
         t = get_task(task)
         prompts = Prompts(templates)
-        placeholder = Record(id="example", seed="<<seed code>>", lang="<<lang>>")
-        messages = t.messages(placeholder, prompts, answer_format)
+        placeholder = Record(id="example", seed="<<seed code>>", lang="<<lang>>",
+                             instruction="<<instruction>>", input="<<information>>",
+                             response="<<solution>>")
+        prepared = t.prepare(placeholder, 0)
+        if isinstance(prepared, Reject):
+            raise AssertionError(f"the placeholder record cannot be prepared: {prepared}")
+        messages = (t.judge_messages(prepared, prompts, answer_format) if judge
+                    else t.messages(prepared, prompts, answer_format))
     except SynthError as exc:
         raise fail(exc) from exc
-    typer.echo(f"# template {t.template} (hash {prompts.template_hash(t.template)})")
+    typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
 

@@ -61,7 +61,15 @@ class LLMConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """One ``synth generate`` run."""
+    """One ``synth generate`` run.
+
+    ``task`` is a task name or ``mix`` (``weights``: ``codegen=0.5,summarize=0.2,...``).
+    ``to`` is translate's target language(s); ``input`` the instruction dataset ``evol`` reads.
+    The generator–discriminator loop runs ``max_rounds`` rounds per record unless
+    ``discriminator`` is off; its example memory keeps ``memory_size`` cases per task and kind
+    (``memory_policy`` ``last`` or ``best``), shows ``few_shot`` of each kind per prompt, and
+    starts with the cases in the ``memory_seed`` files.
+    """
 
     task: str = "codegen"
     num: int | None = None
@@ -72,12 +80,34 @@ class GenerateConfig:
     answer_format: str = "auto"
     seed: int = 0
     templates: str | None = None
+    weights: str | None = None
+    to: str | None = None
+    input: str | None = None
+    discriminator: bool = True
+    max_rounds: int = 2
+    memory_size: int = 16
+    memory_policy: str = "last"
+    few_shot: int = 1
+    memory_seed: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.num is not None:
             _positive("num", self.num)
         _positive("samples_per_seed", self.samples_per_seed)
         _positive("max_tokens", self.max_tokens)
+        _positive("max_rounds", self.max_rounds)
+        if self.memory_size < 0:
+            raise ConfigError(f"--memory-size must not be negative, got {self.memory_size}")
+        if self.few_shot < 0:
+            raise ConfigError(f"--few-shot must not be negative, got {self.few_shot}")
+        if self.memory_policy not in ("last", "best"):
+            raise ConfigError(
+                f"--memory-policy must be last or best, got {self.memory_policy!r}")
+        if self.task == "evol" and not self.input:
+            raise ConfigError("--task evol reads an instruction dataset: pass --input PATH "
+                              "(jsonl, parquet or a dataset directory)")
+        if self.input and self.task != "evol":
+            raise ConfigError("--input is read by --task evol only; seed tasks read --seeds")
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:

@@ -53,9 +53,13 @@ class Stats:
     stages: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
     llm: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    # Stage-specific summaries written under their own key: a JSON-able value, or a callable
+    # returning one (so a stage can keep live counters and serialise them when asked).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **{k: v() if callable(v) else v for k, v in self.extra.items()},
             "stages": {name: s.to_dict() for name, s in self.stages.items()},
             "llm": dict(sorted(self.llm.items())),
             "wall_time_s": round(time.monotonic() - self.started, 3),

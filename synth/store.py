@@ -11,6 +11,10 @@ Layout of a run directory::
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
 
+The store also keeps the generator–discriminator loop's example memory (good and bad cases per
+task, bounded) and which cases each record was shown, so a rerun renders the same prompts and
+is served from the request cache.
+
 Every write is committed at once (WAL, synchronous=NORMAL) so a ``kill -9`` loses at most the
 response in flight; a second synth process on the same directory is refused by a file lock.
 """
@@ -50,6 +54,26 @@ CREATE TABLE IF NOT EXISTS runs (
     gen        INTEGER PRIMARY KEY AUTOINCREMENT,
     command    TEXT NOT NULL,
     started_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memory (
+    gen     INTEGER NOT NULL,
+    task    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    ord     INTEGER NOT NULL,
+    score   REAL NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (gen, task, kind, id)
+);
+CREATE TABLE IF NOT EXISTS memory_runs (
+    gen      INTEGER PRIMARY KEY,
+    complete INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fewshot (
+    record_id TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    cases     TEXT NOT NULL,
+    PRIMARY KEY (record_id, key)
 );
 """
 
@@ -169,6 +193,63 @@ class RunStore:
     def count_results(self, status: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",
                                    (self.gen, status)).fetchone()[0])
+
+    # -- example memory (synth.generators.memory) -------------------------------------------
+    # Rows of gen 0 are cases a user pinned; rows of gen N are invocation N's latest memory.
+
+    def memory_pin(self, task: str, kind: str, case_id: str, body: dict[str, Any]) -> bool:
+        """Pin one user case unless it is already there; True when added."""
+        ord_ = int(self.db.execute("SELECT COUNT(*) FROM memory WHERE gen = 0").fetchone()[0])
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO memory (gen, task, kind, id, ord, score, body) "
+            "VALUES (0,?,?,?,?,1.0,?)",
+            (task, kind, case_id, ord_, json.dumps(body, ensure_ascii=False)))
+        return cur.rowcount > 0
+
+    def memory_save(self, cases: list[tuple[str, str, str, float, dict[str, Any]]],
+                    complete: bool = False) -> None:
+        """Replace this invocation's memory by ``cases`` ``(task, kind, id, score, body)``.
+
+        ``complete`` marks the invocation's memory final: later invocations start from it, and
+        older invocations' rows are dropped.
+        """
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM memory WHERE gen = ?", (self.gen,))
+            self.db.executemany(
+                "INSERT INTO memory (gen, task, kind, id, ord, score, body) VALUES (?,?,?,?,?,?,?)",
+                [(self.gen, task, kind, cid, i, score, json.dumps(body, ensure_ascii=False))
+                 for i, (task, kind, cid, score, body) in enumerate(cases)])
+            self.db.execute("INSERT OR REPLACE INTO memory_runs (gen, complete) VALUES (?, ?)",
+                            (self.gen, int(complete)))
+            if complete:
+                self.db.execute("DELETE FROM memory WHERE gen NOT IN (0, ?)", (self.gen,))
+
+    def memory_load(self, gen: int) -> list[tuple[str, str, str, float, dict[str, Any]]]:
+        """The cases of invocation ``gen`` (0: the pinned ones), in their order."""
+        rows = self.db.execute(
+            "SELECT task, kind, id, score, body FROM memory WHERE gen = ? ORDER BY ord",
+            (gen,)).fetchall()
+        return [(task, kind, cid, score, json.loads(body)) for task, kind, cid, score, body in rows]
+
+    def memory_base_gen(self) -> int | None:
+        """The latest earlier invocation whose memory is complete (None: there is none).
+
+        A killed invocation's memory is not complete: the run that resumes it starts from the
+        same memory the killed one started from, and replays the same outcomes from the cache.
+        """
+        row = self.db.execute("SELECT MAX(gen) FROM memory_runs WHERE complete = 1 AND gen < ?",
+                              (self.gen,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def fewshot_get(self, record_id: str, key: str) -> Any:
+        row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",
+                              (record_id, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def fewshot_put(self, record_id: str, key: str, cases: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
+                        (record_id, key, json.dumps(cases, ensure_ascii=False)))
 
     # -- small files -----------------------------------------------------------------------
 

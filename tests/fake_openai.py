@@ -1,9 +1,10 @@
 """A tiny OpenAI-compatible chat server for tests and benchmarks (stdlib asyncio only).
 
-Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministic codegen reply
-derived from the request, optionally after ``--delay`` seconds, and appends one line per
-completion request to ``--log`` (the sha256 of the request body) so tests can count what the
-endpoint saw. ``--api-key`` makes it answer 401 to any other key.
+Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministic reply derived
+from the request (a codegen sample, or an accepting verdict for discriminator prompts),
+optionally after ``--delay`` seconds, and appends one line per completion request to ``--log``
+(the sha256 of the request body) so tests can count what the endpoint saw. ``--api-key`` makes
+it answer 401 to any other key.
 
 Run: ``python tests/fake_openai.py --port 0 --port-file P`` (the bound port is written to P).
 """
@@ -15,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,28 @@ MODEL = "fake-model"
 
 
 def reply_for(body: dict[str, Any]) -> str:
-    """A well-formed codegen answer that depends on the prompt, in the requested shape."""
+    """A well-formed answer that depends on the prompt, in the requested shape.
+
+    Discriminator requests (their prompt lists ``Rules:``) get a verdict that passes every
+    rule; generator requests get a codegen problem and solution, or, when a JSON schema asks
+    for other fields, every field filled.
+    """
     prompt = body["messages"][-1]["content"]
+    rules = re.findall(r"^\d+\. (\w+): ", prompt, re.MULTILINE) if "\nRules:\n" in prompt else []
+    if rules:
+        if body.get("response_format"):
+            return json.dumps({**{r: {"reason": "fine", "answer": "yes"} for r in rules},
+                               "verdict": "yes"})
+        return "\n".join(f"{i}. {r}: yes - fine" for i, r in enumerate(rules, 1)) + "\nVerdict: yes"
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
     problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
     solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
-    if body.get("response_format"):
+    rf = body.get("response_format") or {}
+    schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
+    keys = list(schema.get("properties", {}))
+    if keys and keys != ["problem", "solution"]:
+        return json.dumps({k: solution if k == "solution" else f"{k} {tag}" for k in keys})
+    if rf:
         return json.dumps({"problem": problem, "solution": solution})
     return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n"
 

@@ -117,8 +117,9 @@ def test_generate_writes_a_loadable_dataset_without_secrets(
     assert set(ds["task"]) == {"codegen"} and set(ds["model"]) == {"fake-model"}
     assert all(p["path"] and p["file_sha256"] for p in ds["provenance"])
     stats = json.loads((run / "stats.json").read_text())
-    assert stats["kept"] == 12 and stats["llm"]["requests"] == 12
-    assert stats["llm"]["tokens_in"] == 120 and stats["stages"]["generate:codegen"]["in"] == 12
+    # one generator and one discriminator request per record
+    assert stats["kept"] == 12 and stats["llm"]["requests"] == 24
+    assert stats["llm"]["tokens_in"] == 240 and stats["stages"]["generate:codegen"]["in"] == 12
     assert "wall_time_s" in stats
     config = json.loads((run / "config.json").read_text())
     assert config["LLMConfig"]["model"] == "fake-model"
@@ -130,8 +131,8 @@ def test_generate_writes_a_loadable_dataset_without_secrets(
     again = synth("generate", "--base-url", fake.base_url, "--seeds", str(corpus_seeds),
                   "--num", "12", "--run-dir", str(run), env={"OPENAI_API_KEY": SECRET})
     assert again.returncode == 0, again.stderr
-    assert len(fake.requests()) == 12  # a finished run rerun sends nothing
-    assert json.loads((run / "stats.json").read_text())["llm"]["cache_hits"] == 12
+    assert len(fake.requests()) == 24  # a finished run rerun sends nothing
+    assert json.loads((run / "stats.json").read_text())["llm"]["cache_hits"] == 24
 
 
 def _cached(run: Path) -> int:
@@ -164,13 +165,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
     proc.wait()
     cached_at_kill = _cached(run)
     sent_before = len(fake.requests())
-    assert 10 <= cached_at_kill < n, "the kill must land mid-run"
+    assert 10 <= cached_at_kill < 2 * n, "the kill must land mid-run"
 
     resumed = synth("generate", "--base-url", fake.base_url, "--run-dir", str(run), *args)
     assert resumed.returncode == 0, resumed.stderr
     sent_after = fake.requests()[sent_before:]
-    # only what was not cached is sent again: every cached response is reused
-    assert len(sent_after) == n - cached_at_kill
+    # only what was not cached is sent again: every cached response is reused (a generator
+    # and a discriminator request per record; the example memory renders the same prompts)
+    assert len(sent_after) == 2 * n - cached_at_kill
     stats = json.loads((run / "stats.json").read_text())
     assert stats["llm"]["cache_hits"] == cached_at_kill
 
@@ -191,7 +193,7 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path, corpus_seeds: Path,
                              "--num", "40", "--concurrency", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while _cached(run) < 4 and time.monotonic() < deadline:
+    while _cached(run) < 8 and time.monotonic() < deadline:  # 2 requests per record
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -1,70 +1,198 @@
-"""Tasks and the stage that runs a task's prompts through the LLM.
+"""Tasks: how to prompt for one kind of instruction sample, how to read the reply, how to judge it.
 
-A task is two pure functions around one LLM call (the shape of distilabel's tasks):
-``messages(record)`` renders the task's templates, ``parse(text, record)`` turns the raw reply
-into a filled record or a :class:`Reject`. The raw reply is cached before parsing, so a changed
-parser reruns over cached text without paying for the LLM again.
+A task is pure functions around LLM calls (the shape of distilabel's tasks): ``messages(record)``
+renders the generator's templates, ``parse(text, record)`` turns the raw reply into a filled
+record or a :class:`Reject`, and ``judge_messages(record)`` renders the discriminator's
+templates over the filled record. Raw replies are cached before parsing, so a changed parser
+reruns over cached text without paying for the LLM again. The stage that drives these calls is
+:class:`synth.generators.loop.TaskStage`.
+
+Every task's sample is a CodeOcean instance (WaveCoder, Yu et al. 2023): ``task_name``,
+``instruction``, ``information`` (optional extra input) and ``solution``, mapped onto the
+record's ``instruction`` / ``input`` / ``response`` through the task's :class:`ReplyField` s.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from synth.generators.parsing import Reject
-from synth.llm.client import LLMClient, LLMRequestFailed, SamplingParams
-from synth.pipeline import AsyncStage
-from synth.prompts import Prompts
+from synth.generators.judge import Rule, verdict_schema
+from synth.generators.parsing import Reject, ReplyField, format_reply, parse_reply
+from synth.prompts import JUDGE_PARTS, Prompts
 from synth.records import Record
-from synth.seeds.languages import fence_tag
+from synth.seeds.languages import fence_tag, language_name
 
 log = logging.getLogger("synth")
 
 ANSWER_FORMATS = ("json", "sections")
 
+# CodeOcean's instance fields as generators write them; tasks pick the ones the model writes.
+TASK_NAME = ReplyField("task_name", ("Task Name", "Task"), ("task", "name"), required=False)
+INSTRUCTION = ReplyField("instruction", ("Instruction",), ("problem", "question", "prompt"),
+                         target="instruction", unfence=True)
+INFORMATION = ReplyField("information", ("Information", "Input", "Code"), ("input", "context"),
+                         target="input", required=False, unfence=True)
+SOLUTION = ReplyField("solution", ("Solution", "Answer", "Response", "Output"),
+                      ("answer", "response", "output"), target="response")
 
-class Task(ABC):
-    """One kind of instruction sample: how to prompt for it and how to read the reply.
+
+@dataclass(frozen=True)
+class Examples:
+    """Few-shot cases shown to the generator: whole good and bad cases from the memory."""
+
+    good: tuple[dict[str, Any], ...] = ()
+    bad: tuple[dict[str, Any], ...] = ()
+
+    def ids(self) -> dict[str, list[str]]:
+        return {"good": [c["id"] for c in self.good], "bad": [c["id"] for c in self.bad]}
+
+
+NO_EXAMPLES = Examples()
+
+
+def schema_of(fields: tuple[ReplyField, ...]) -> dict[str, Any]:
+    """JSON schema of a generator reply: every field a string, all present (strict mode)."""
+    return {"type": "object", "properties": {f.key: {"type": "string"} for f in fields},
+            "required": [f.key for f in fields], "additionalProperties": False}
+
+
+def response_format(schema: dict[str, Any] | None, name: str,
+                    dialect: str) -> dict[str, Any] | None:
+    """The ``response_format`` that constrains a reply to ``schema``.
+
+    ``dialect`` is ``json_schema`` (OpenAI, vLLM) or ``json_object`` (llama-cpp-python, which
+    takes the schema beside ``type: json_object``). OpenAI's strict mode refuses ``maxLength``,
+    so it is dropped there; llama.cpp's grammar honours it.
+    """
+    if schema is None:
+        return None
+    if dialect == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema",
+            "json_schema": {"name": name, "schema": _without(schema, "maxLength"),
+                            "strict": True}}
+
+
+def _without(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without(v, key) for v in value]
+    return value
+
+
+class Task:
+    """One kind of instruction sample: how to prompt for it, read the reply and judge it.
 
     Attributes:
         name: the task name (``codegen``...), also the record's ``task`` field.
         template: the template directory under ``prompts/templates``.
-        schema: JSON schema of the reply when the endpoint constrains output to JSON.
+        task_name: CodeOcean's human name of the task ("code summarization").
+        fields: what the generator writes, in the order the templates ask for it.
+        rules: the discriminator's checklist.
+        description: what the samples are, for the dataset card.
     """
 
     name: str
     template: str
-    schema: dict[str, Any] | None = None
+    task_name: str
+    fields: tuple[ReplyField, ...]
+    rules: tuple[Rule, ...]
     description: str = ""
 
-    def variables(self, record: Record, answer_format: str) -> dict[str, Any]:
-        """Template variables for ``record``."""
-        return {"seed": record.seed, "lang": record.lang, "fence_lang": fence_tag(record.lang),
-                "answer_format": answer_format}
+    @functools.cached_property
+    def schema(self) -> dict[str, Any] | None:
+        """JSON schema of the generator's reply (None: this task only speaks sections)."""
+        return schema_of(self.fields)
 
-    def messages(self, record: Record, prompts: Prompts,
-                 answer_format: str) -> list[dict[str, str]]:
-        """The chat messages that ask the LLM for this task's sample."""
-        return prompts.messages(self.template, **self.variables(record, answer_format))
+    @functools.cached_property
+    def judge_schema(self) -> dict[str, Any]:
+        """JSON schema of the discriminator's reply."""
+        return verdict_schema(self.rules)
 
     def response_format(self, dialect: str) -> dict[str, Any] | None:
-        """The ``response_format`` that constrains the reply to :attr:`schema`.
+        return response_format(self.schema, self.name, dialect)
 
-        ``dialect`` is ``json_schema`` (OpenAI, vLLM) or ``json_object`` (llama-cpp-python,
-        which takes the schema beside ``type: json_object``).
-        """
-        if self.schema is None:
-            return None
-        if dialect == "json_object":
-            return {"type": "json_object", "schema": self.schema}
-        return {"type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema, "strict": True}}
+    # -- generator ---------------------------------------------------------------------------
 
-    @abstractmethod
+    def prepare(self, record: Record, seed: int) -> Record | Reject:
+        """Per-record choices made once, before the first prompt (seeded by ``seed`` and the
+        record's id, so they survive reruns): e.g. translate's target language."""
+        return record
+
+    def variables(self, record: Record, answer_format: str) -> dict[str, Any]:
+        """Template variables for ``record``, shared by the generator and the discriminator."""
+        return {"seed": record.seed, "lang": record.lang, "lang_name": language_name(record.lang),
+                "fence_lang": fence_tag(record.lang), "answer_format": answer_format,
+                "task_name": self.task_name}
+
+    def messages(self, record: Record, prompts: Prompts, answer_format: str,
+                 examples: Examples = NO_EXAMPLES) -> list[dict[str, str]]:
+        """The chat messages that ask the LLM for this task's sample."""
+        shots = {
+            "good": [{"input": c["input"], "output": self.format_instance(c["instance"],
+                                                                        answer_format)}
+                     for c in examples.good],
+            "bad": [{"input": c["input"], "output": self.format_instance(c["instance"],
+                                                                       answer_format),
+                     "problems": c.get("problems", [])} for c in examples.bad],
+        }
+        return prompts.messages(self.template, examples=shots,
+                                **self.variables(record, answer_format))
+
     def parse(self, text: str, record: Record, answer_format: str) -> Record | Reject:
         """Fill ``record`` from the reply ``text`` or say why it cannot be used."""
+        values = parse_reply(text, self.fields, answer_format)
+        if isinstance(values, Reject):
+            return values
+        record.meta["instance"] = values
+        for f in self.fields:
+            if f.target is not None:
+                setattr(record, f.target, values[f.key])
+        return self.check(record)
+
+    def check(self, record: Record) -> Record | Reject:
+        """Cheap rule-based checks of a parsed sample, before any discriminator call."""
+        return record
+
+    def instance(self, record: Record) -> dict[str, str]:
+        """The generator-written fields of a filled record (for few-shot cases)."""
+        out = dict(record.meta.get("instance") or {})
+        for f in self.fields:
+            if f.target is not None:
+                out[f.key] = getattr(record, f.target)
+            out.setdefault(f.key, self.task_name if f.key == "task_name" else "")
+        return {f.key: out[f.key] for f in self.fields}
+
+    def format_instance(self, instance: dict[str, str], answer_format: str) -> str:
+        return format_reply(instance, self.fields, answer_format)
+
+    def blank(self, record: Record) -> Record:
+        """``record`` without its data (seed code, original instruction): what the templates'
+        own wording is checked against (a reply parroting the request is no answer)."""
+        meta = {k: v for k, v in record.meta.items() if k == "target_lang"}
+        return Record(id=record.id, task=record.task, lang=record.lang, meta=meta)
+
+    def example_input(self, record: Record) -> str:
+        """What the generator was given for ``record``, as a few-shot case shows it."""
+        fence = "```"
+        while fence in record.seed:
+            fence += "`"
+        return f"{fence}{fence_tag(record.lang)}\n{record.seed}\n{fence}"
+
+    # -- discriminator -----------------------------------------------------------------------
+
+    def judge_messages(self, record: Record, prompts: Prompts,
+                       answer_format: str) -> list[dict[str, str]]:
+        """The chat messages that ask the discriminator to check ``record`` against the rules."""
+        return prompts.messages(
+            self.template, parts=JUDGE_PARTS, instruction=record.instruction,
+            information=record.input, solution=record.response,
+            rules=[{"id": r.id, "text": r.text} for r in self.rules],
+            **self.variables(record, answer_format))
 
 
 # How a reply is asked for, in the order ``auto`` tries them: OpenAI-style JSON schema, then
@@ -82,9 +210,9 @@ class FormatState:
     current: str
 
     @classmethod
-    def from_option(cls, option: str, task: Task,
+    def from_option(cls, option: str, schema: dict[str, Any] | None,
                     first_dialect: str = "json_schema") -> FormatState:
-        if task.schema is None or option == "sections":
+        if schema is None or option == "sections":
             return cls(("sections",), "sections")
         allowed = DIALECTS[DIALECTS.index(first_dialect):]
         if option == "json":
@@ -109,64 +237,3 @@ class FormatState:
         self.current = rest[0]
         log.warning("the endpoint refused response_format %s; trying %s", failed, self.current)
         return True
-
-
-def _rejects_response_format(exc: LLMRequestFailed) -> bool:
-    text = exc.detail.lower()
-    return exc.reason == "llm_bad_request" and "response_format" in text
-
-
-class TaskStage(AsyncStage):
-    """Runs ``task`` for every record: prompt → LLM → parse, with ``window`` records in flight.
-
-    Reads seed records made for the task (``Record.for_task``); yields them with instruction and
-    response filled. Rejects: ``llm_error``/``llm_bad_request`` (request failed), ``truncated``
-    (finish_reason ``length``), ``finish_<reason>`` (any other non-``stop`` finish), and the
-    task parser's ``parse_*`` reasons. Each record's meta keeps the rendered messages and the raw
-    reply, so a reject can be read without rerunning anything.
-    """
-
-    def __init__(self, task: Task, client: LLMClient, prompts: Prompts, params: SamplingParams,
-                 answer_format: str = "auto", window: int | None = None,
-                 first_dialect: str = "json_schema") -> None:
-        super().__init__(window or max(2 * client.config.concurrency, 1))
-        self.name = f"generate:{task.name}"
-        self.task = task
-        self.client = client
-        self.prompts = prompts
-        self.params = params
-        self.format = FormatState.from_option(answer_format, task, first_dialect)
-        self.template_hash = prompts.template_hash(task.template)
-
-    async def process(self, record: Record) -> Record | None:
-        dialect = self.format.current
-        fmt = self.format.answer_format
-        messages = self.task.messages(record, self.prompts, fmt)
-        params = self.params
-        if fmt == "json":
-            params = replace(params, response_format=self.task.response_format(dialect))
-        record.meta.update(model=self.client.model, template=self.task.template,
-                           template_hash=self.template_hash, answer_format=fmt)
-        try:
-            completion = await self.client.complete(messages, params,
-                                                    sample=int(record.meta.get("sample", 0)))
-        except LLMRequestFailed as exc:
-            if (dialect != "sections" and _rejects_response_format(exc)
-                    and self.format.fall_back(dialect)):
-                return await self.process(record)
-            record.meta["llm_error"] = exc.detail
-            self.reject(record, exc.reason)
-            return None
-        record.meta["raw"] = {"messages": messages, "output": completion.text,
-                              "finish_reason": completion.finish_reason}
-        if completion.finish_reason != "stop":
-            reason = "truncated" if completion.finish_reason == "length" else (
-                f"finish_{completion.finish_reason}")
-            self.reject(record, reason)
-            return None
-        result = self.task.parse(completion.text, record, fmt)
-        if isinstance(result, Reject):
-            record.meta["parse_error"] = result.detail
-            self.reject(record, result.reason)
-            return None
-        return result

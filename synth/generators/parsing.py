@@ -114,3 +114,96 @@ def unfence(text: str) -> str:
     """Strip one fence wrapping the whole text (models often fence a whole JSON string value)."""
     m = re.fullmatch(r"\s*```[^\n]*\n(.*?)\n?```\s*", text, re.DOTALL)
     return m.group(1) if m else text
+
+
+@dataclass(frozen=True)
+class ReplyField:
+    """One field of a generator's reply: its JSON key, its section headers, where it goes.
+
+    Attributes:
+        key: the JSON key the templates ask for; also names reject reasons
+            (``parse_missing_<key>``, ``parse_empty_<key>``).
+        headers: section headers accepted in the sections format; the first is the one asked for.
+        aliases: other JSON keys accepted for this field (models rename keys).
+        target: the Record attribute the value fills (``instruction``, ``input``, ``response``),
+            or None for fields only kept in ``meta['instance']`` (CodeOcean's ``task_name``).
+        required: a reply without this field is rejected; optional fields default to "".
+        unfence: strip a code fence wrapping the whole value.
+    """
+
+    key: str
+    headers: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    target: str | None = None
+    required: bool = True
+    unfence: bool = False
+
+
+def parse_reply(text: str, fields: tuple[ReplyField, ...],
+                answer_format: str) -> dict[str, str] | Reject:
+    """The values of ``fields`` from a reply in either shape; the requested shape is tried first.
+
+    Returns ``{key: value}`` for every field (optional ones absent from the reply are ""), or the
+    Reject of the requested shape when neither shape yields the required fields.
+    """
+    order = (_reply_from_json, _reply_from_sections) if answer_format == "json" else (
+        _reply_from_sections, _reply_from_json)
+    first = order[0](text, fields)
+    if not isinstance(first, Reject):
+        return first
+    second = order[1](text, fields)
+    return first if isinstance(second, Reject) else second
+
+
+def _reply_from_json(text: str, fields: tuple[ReplyField, ...]) -> dict[str, str] | Reject:
+    obj = parse_json_object(text)
+    if isinstance(obj, Reject):
+        return obj
+    return _check_reply({f.key: pick(obj, (f.key,) + f.aliases) for f in fields}, fields)
+
+
+def _reply_from_sections(text: str, fields: tuple[ReplyField, ...]) -> dict[str, str] | Reject:
+    found = parse_sections(text, {f.key: f.headers for f in fields})
+    if isinstance(found, Reject):
+        return found
+    return _check_reply({f.key: found.get(f.key) for f in fields}, fields)
+
+
+def _check_reply(values: dict[str, Any], fields: tuple[ReplyField, ...]) -> dict[str, str] | Reject:
+    for f in fields:
+        if f.required and values[f.key] is None:
+            return Reject(f"parse_missing_{f.key}", f"no {f.key} in the reply")
+    if any(v is not None and not isinstance(v, str) for v in values.values()):
+        return Reject("parse_wrong_type",
+                      " and ".join(f.key for f in fields) + " must be strings")
+    out: dict[str, str] = {}
+    for f in fields:
+        value = values[f.key] or ""
+        out[f.key] = (unfence(value) if f.unfence else value).strip()
+        if f.required and not out[f.key]:
+            return Reject(f"parse_empty_{f.key}", f"the {f.key} is empty")
+    return out
+
+
+def format_reply(values: dict[str, str], fields: tuple[ReplyField, ...],
+                 answer_format: str) -> str:
+    """``values`` written the way the templates ask the generator to reply (for few-shot)."""
+    if answer_format == "json":
+        return json.dumps({f.key: values.get(f.key, "") for f in fields}, ensure_ascii=False,
+                          indent=2)
+    return "\n\n".join(f"[{f.headers[0]}]\n{values.get(f.key, '')}" for f in fields)
+
+
+_CODE_BLOCK = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n(.*?)^[ \t]*\1", re.DOTALL | re.MULTILINE)
+
+
+def code_of(text: str) -> str:
+    """The code in ``text``: the first fenced block's body, else the whole text."""
+    m = _CODE_BLOCK.search(text)
+    return m.group(2) if m else text
+
+
+def has_code_block(text: str) -> bool:
+    """Whether ``text`` holds a fenced code block with something in it."""
+    m = _CODE_BLOCK.search(text)
+    return bool(m and m.group(2).strip())

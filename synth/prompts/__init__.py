@@ -1,7 +1,10 @@
 """Prompt templates: Jinja files shipped as package data, overridable from a directory.
 
-A task's templates live in ``templates/<task>/``: ``system.j2`` (optional) and ``user.j2``.
-``--templates DIR`` puts ``DIR/<task>/*.j2`` in front of the packaged ones, file by file.
+A task's templates live in ``templates/<task>/``: the generator's ``system.j2`` (optional) and
+``user.j2``, and the discriminator's ``judge_system.j2`` (optional) and ``judge_user.j2``. Parts
+shared by every task (few-shot examples, the critique of a revise round, the rule checklist)
+live in ``templates/_loop/`` and are pulled in with ``{% include %}``. ``--templates DIR`` puts
+``DIR/<task>/*.j2`` (and ``DIR/_loop/*.j2``) in front of the packaged ones, file by file.
 Rendering uses StrictUndefined, so a template that names a variable the task does not provide
 fails loudly instead of rendering an empty string. Seed code is passed as a variable: Jinja
 never evaluates the *content* of a variable, so a seed holding ``{{ }}`` or ``{% %}`` renders
@@ -15,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from synth.errors import TemplateError
 
 PARTS = ("system", "user")
+JUDGE_PARTS = ("judge_system", "judge_user")
 
 
 def code_fence(code: str) -> str:
@@ -77,11 +82,29 @@ class Prompts:
         names = self.env.list_templates(filter_func=lambda n: n.endswith("/user.j2"))
         return sorted({n.split("/")[0] for n in names})
 
-    def template_hash(self, task: str) -> str:
-        """Short sha256 over the task's template sources: changes whenever a template does."""
+    def template_hash(self, task: str, extra: tuple[str, ...] = ()) -> str:
+        """Short sha256 over the task's template sources, the ``extra`` template names and
+        every template they include: changes whenever any of them does."""
         h = hashlib.sha256()
-        for part in PARTS:
-            h.update(f"{part}\0{self.source(task, part) or ''}\0".encode())
+        seen: set[str] = set()
+        todo = [f"{task}/{part}.j2" for part in PARTS + JUDGE_PARTS] + list(extra)
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                src, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+            except jinja2.TemplateNotFound:
+                src = ""
+            h.update(f"{name}\0{src}\0".encode())
+            if src:
+                try:
+                    refs = jinja2.meta.find_referenced_templates(self.env.parse(src))
+                except jinja2.TemplateSyntaxError as exc:
+                    raise TemplateError(
+                        f"template {name} line {exc.lineno}: {exc.message}") from exc
+                todo += sorted(r for r in refs if r is not None)
         return h.hexdigest()[:12]
 
     def render(self, task: str, part: str, **variables: Any) -> str | None:
@@ -95,13 +118,20 @@ class Prompts:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {task}/{part}.j2: {exc}") from exc
 
-    def messages(self, task: str, **variables: Any) -> list[dict[str, str]]:
-        """Chat messages for ``task``: the system part when it exists, then the user part."""
-        user = self.render(task, "user", **variables)
+    def messages(self, task: str, *, parts: tuple[str, str] = PARTS,
+                 **variables: Any) -> list[dict[str, str]]:
+        """Chat messages for ``task``: the system part when it exists, then the user part.
+
+        ``parts`` names the (system, user) templates: the generator's by default,
+        :data:`JUDGE_PARTS` for the discriminator.
+        """
+        system_part, user_part = parts
+        user = self.render(task, user_part, **variables)
         if user is None:
             known = ", ".join(self.tasks()) or "none"
-            raise TemplateError(f"no template {task}/user.j2 (tasks with templates: {known})")
-        system = self.render(task, "system", **variables)
+            raise TemplateError(
+                f"no template {task}/{user_part}.j2 (tasks with templates: {known})")
+        system = self.render(task, system_part, **variables)
         out = [{"role": "system", "content": system}] if system else []
         out.append({"role": "user", "content": user})
         return out

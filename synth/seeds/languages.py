@@ -57,3 +57,12 @@ def detect_language(path: str | PurePath, first_line: str = "") -> str | None:
 def fence_tag(lang: str) -> str:
     """The Markdown code-fence tag for a language name."""
     return {"csharp": "cs", "shell": "bash"}.get(lang, lang)
+
+
+_NAMES = {"javascript": "JavaScript", "typescript": "TypeScript", "cpp": "C++", "csharp": "C#",
+          "php": "PHP", "sql": "SQL", "r": "R", "makefile": "Makefile", "shell": "shell"}
+
+
+def language_name(lang: str) -> str:
+    """How people write a language's name in prose (``cpp`` → ``C++``); "" stays ""."""
+    return _NAMES.get(lang, lang.capitalize())

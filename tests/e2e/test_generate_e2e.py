@@ -33,7 +33,8 @@ def test_generate_on_embedded_server(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "synth", "generate", "--task", "codegen", "--num", "3",
-         "--max-tokens", "384", "--seeds", str(seeds_dir / "seeds.jsonl"), "--run-dir", str(run)],
+         "--max-tokens", "384", "--seeds", str(seeds_dir / "seeds.jsonl"), "--run-dir", str(run),
+         "--no-discriminator"],  # the loop's own e2e tests are in tests/e2e/test_loop_e2e.py
         env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((run / "stats.json").read_text())
@@ -51,7 +52,8 @@ def test_generate_on_embedded_server(tmp_path: Path) -> None:
     assert all(r["reason"] and r["raw_output"] is not None for r in rejects)
     config = json.loads((run / "config.json").read_text())
     port = urlsplit(config["LLMConfig"]["base_url"]).port
-    assert config["answer_dialect"] == "json_object"  # llama.cpp's schema-constrained JSON
+    # llama.cpp's schema-constrained JSON
+    assert config["answer_dialect"]["codegen"]["generator"] == "json_object"
     assert port is not None and not port_open(port)  # the embedded server was stopped
 
 

@@ -1,4 +1,5 @@
-"""TaskStage: prompts → LLM → parse, with rejects and the response_format fallback."""
+"""TaskStage without the discriminator: prompts → LLM → parse, with rejects and the
+response_format fallback (the loop itself is tested in test_loop.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import httpx
 from conftest import chat_response, mock_client
 
-from synth.generators.base import TaskStage
 from synth.generators.codegen import CodegenTask
+from synth.generators.loop import TaskStage
 from synth.llm.client import SamplingParams
 from synth.pipeline import RunContext, run_stages
 from synth.prompts import Prompts
@@ -31,7 +32,8 @@ def seeds(n: int) -> list[Record]:
 def run_stage(store: RunStore, handler, records, **kw) -> tuple[list[Record], RunContext]:  # noqa: ANN001
     ctx = RunContext(store)
     client = mock_client(handler, store, **kw)
-    stage = TaskStage(CodegenTask(), client, Prompts(), SamplingParams(max_tokens=64))
+    stage = TaskStage(CodegenTask(), client, Prompts(), SamplingParams(max_tokens=64),
+                      discriminate=False)
     out: list[Record] = []
     stage.bind(ctx)
     try:
@@ -105,7 +107,8 @@ def test_run_stages_stores_kept_in_input_order(store: RunStore) -> None:
         return httpx.Response(200, json=chat_response(GOOD_JSON))
 
     ctx = RunContext(store)
-    stage = TaskStage(CodegenTask(), mock_client(handler, store), Prompts(), SamplingParams())
+    stage = TaskStage(CodegenTask(), mock_client(handler, store), Prompts(), SamplingParams(),
+                      discriminate=False)
     try:
         kept = run_stages(seeds(4), [stage], ctx, total=4)
     finally:
@@ -128,7 +131,7 @@ def test_json_option_tries_both_json_dialects_but_never_sections(store: RunStore
 
     ctx = RunContext(store)
     stage = TaskStage(CodegenTask(), mock_client(handler, store, concurrency=1), Prompts(),
-                      SamplingParams(), answer_format="json")
+                      SamplingParams(), answer_format="json", discriminate=False)
     stage.bind(ctx)
     try:
         out = list(stage.run(iter(seeds(3))))
