@@ -38,8 +38,9 @@ class FakeEndpoint:
 
 
 def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None) -> FakeEndpoint:
-    port_file = tmp / f"port-{time.monotonic_ns()}"
-    log = tmp / "fake-requests.log"
+    stamp = time.monotonic_ns()
+    port_file = tmp / f"port-{stamp}"
+    log = tmp / f"fake-requests-{stamp}.log"  # one log per server: tests count each one's
     cmd = [sys.executable, str(TESTS / "fake_openai.py"), "--port-file", str(port_file),
            "--delay", str(delay), "--log", str(log)]
     if api_key:
