@@ -1,6 +1,6 @@
 """Exact and near-duplicate detection across a whole seed corpus.
 
-Exact: whitespace-normalised hash (:func:`synth.seeds.extract.normalised_key`). Near: MinHash
+Exact: whitespace-normalised hash (:func:`normalised_key`). Near: MinHash
 over token 5-gram shingles with locality-sensitive hashing (``datasketch``), the approach of the
 BigCode/StarCoder near-dedup pipelines; a snippet whose estimated Jaccard similarity to one
 already kept reaches the threshold is dropped. The first occurrence wins, so feeding seeds that

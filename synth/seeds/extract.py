@@ -30,7 +30,7 @@ from synth.config import SeedsConfig
 from synth.errors import InputError
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_source_files
-from synth.seeds.dedup import Deduper, normalised_key
+from synth.seeds.dedup import Deduper
 from synth.seeds.quality import gate
 from synth.seeds.readers import DatasetSource, iter_dataset_sources
 from synth.seeds.units import file_unit, function_units, iter_unit_text
@@ -38,8 +38,6 @@ from synth.seeds.units import file_unit, function_units, iter_unit_text
 SEEDS_FILE = "seeds.jsonl"
 MANIFEST_FILE = "seeds.manifest.json"
 FILES_FILE = "seeds.files.jsonl"
-
-__all__ = ["normalised_key"]  # re-exported: the exact-dedup key lives in synth.seeds.dedup
 
 
 def windows(n_lines: int, rng: random.Random, count: int, min_lines: int,
