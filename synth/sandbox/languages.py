@@ -486,8 +486,10 @@ function __synthReport(item) {
   try { __synthFs.writeSync(3, JSON.stringify(item) + '\n'); } catch (e) { /* no fd 3 */ }
 }
 function __synthMessage(e) {
-  if (e && e.stack) return String(e.stack).split('\n').slice(0, 8).join('\n');
-  return String(e);
+  if (!(e && e.stack)) return String(e);
+  return String(e.stack).split('\n')
+    .filter((l) => !/__synth|node:internal|Module\._compile|<anonymous>/.test(l))
+    .slice(0, 8).join('\n');
 }
 function __synthVerdict(name, ok, message) {
   __synth.count++; if (!ok) __synth.failed++;
