@@ -338,6 +338,9 @@ def test_program(lang: str, solution: str, tests: str, *,
     return _BUILDERS[name](rt, solution, tests, timeout_s)
 
 
+test_program.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
 def no_runtime_result(lang: str) -> ExecResult:
     """The result counted for a language with no runtime (never a pass)."""
     return ExecResult(status=ExecStatus.NO_RUNTIME, reason=f"no_runtime:{canonical(lang)}")
@@ -540,13 +543,12 @@ def split_js(src: str) -> list[tuple[int, str]]:
                 j += 2 if src[j] == "\\" else 1
             i = j + 1
             continue
-        if src.startswith("//", i):
-            j = src.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        if src.startswith("/*", i):
-            j = src.find("*/", i + 2)
-            i = n if j < 0 else j + 2
+        if src.startswith(("//", "/*"), i):
+            j = src.find("\n" if src[i + 1] == "/" else "*/", i + 2)
+            j = n if j < 0 else j + (0 if src[i + 1] == "/" else 2)
+            if not src[start:i].strip():
+                start = j  # a comment before a statement is not part of it
+            i = j
             continue
         if c in "([{":
             depth += 1
@@ -715,7 +717,9 @@ trap 'echo "FAILED line $LINENO: $BASH_COMMAND" >&2' ERR
 
 def _shell(rt: Runtime, solution: str, tests: str, timeout_s: float | None) -> Program:
     source = solution + "\n" + SHELL_GLUE + tests + "\n"
+    # ``bash -n`` first: a syntax error is a compile error, not a failed test.
     return Program(files={"main.sh": source}, argv=(rt.tool, "main.sh"), timeout_s=timeout_s,
+                   compile=(rt.tool, "-n", "main.sh"), compile_timeout_s=10.0,
                    harness="shell", language="shell")
 
 
