@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the sample programs in other languages keep their natural lines)
 """Solutions with tests in every language, through the real sandbox.
 
 Per language: a correct solution verifies, a wrong one fails with the failing test named, a
