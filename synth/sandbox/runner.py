@@ -683,11 +683,11 @@ class Sandbox:
             streams = []
             for fd in (out_r, err_r, status_r):
                 reader = asyncio.StreamReader(limit=1 << 20)
-                transport, _ = await loop.connect_read_pipe(
+                pipe_transport, _ = await loop.connect_read_pipe(
                     functools.partial(asyncio.StreamReaderProtocol, reader),
                     os.fdopen(fd, "rb", 0))
                 opened.discard(fd)
-                transports.append(transport)
+                transports.append(pipe_transport)
                 streams.append(reader)
             readers = [asyncio.create_task(out.drain(streams[0])),
                        asyncio.create_task(err.drain(streams[1]))]
