@@ -690,15 +690,19 @@ def _java(rt: Runtime, solution: str, tests: str, timeout_s: float | None) -> Pr
     solution_members = ""
     if not _JAVA_TYPE.search(solution):
         solution_members, solution = solution, ""  # bare methods become members of Main
-    if not re.search(r"\bclass\s+Main\b", tests):
+    if re.search(r"\bstatic\s+void\s+main\s*\(", tests):
+        pass  # a test class of its own (``class Tests { main }``): launched as the first class
+    elif not re.search(r"\bclass\s+Main\b", tests):
         tests = ("public class Main {\n" + solution_members
                  + "\n    public static void main(String[] args) throws Exception {\n" + tests
                  + "\n    }\n}\n")
     elif solution_members:
         tests = re.sub(r"(\bclass\s+Main\b[^{]*\{)", lambda m: m.group(1) + "\n"
                        + solution_members + "\n", tests, count=1)
-    # Source-file mode launches the first class: Main goes first; other types lose ``public``.
-    source = "\n".join(imports) + "\n\n" + tests + "\n\n" + _JAVA_TYPE.sub(r"\1\2", solution)
+    # Source-file mode launches the first class: the tests go first; all types lose ``public``
+    # (only a type named like the file may be public).
+    source = ("\n".join(imports) + "\n\n" + _JAVA_TYPE.sub(r"\1\2", tests) + "\n\n"
+              + _JAVA_TYPE.sub(r"\1\2", solution))
     argv = (rt.tool, "-ea", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
             "-Xshare:auto", "-Xmx256m", "-XX:ReservedCodeCacheSize=64m",
             "-XX:CompressedClassSpaceSize=64m", "-XX:ActiveProcessorCount=1",
@@ -713,6 +717,10 @@ SHELL_GLUE = """
 # --- tests ---
 set -eE
 trap 'echo "FAILED line $LINENO: $BASH_COMMAND" >&2' ERR
+exit() {
+    [ "${1:-0}" = 0 ] || echo "FAILED line ${BASH_LINENO[0]}: exit $*" >&2
+    builtin exit "$@"
+}
 """
 
 
@@ -761,8 +769,9 @@ def read_verdicts(program: Program, result: ExecResult, verdicts: str) -> None:
     """Fill ``result.tests`` / ``failed_test`` / ``message`` from the harness's report and fix
     the status where the harness knows better (a solution that exits 0 before the tests ran
     is a failure, never a pass)."""
-    reader = _READERS.get(program.harness or "")
-    if reader is not None:
+    if program.harness == "shell":
+        _read_shell(result, verdicts, str(program.files.get("main.sh", "")))
+    elif (reader := _READERS.get(program.harness or "")) is not None:
         reader(result, verdicts)
     if result.status not in (ExecStatus.PASSED,) and not result.message:
         result.message = (result.reason + "\n" + result.stderr[-2000:]).strip()
@@ -892,16 +901,19 @@ def _read_java(result: ExecResult, verdicts: str) -> None:
         result.message = result.stderr[-4000:]
 
 
-def _read_shell(result: ExecResult, verdicts: str) -> None:
+def _read_shell(result: ExecResult, verdicts: str, source: str = "") -> None:
     if result.status == ExecStatus.PASSED:
         return
-    failures = re.findall(r"^FAILED line \d+: (.*)$", result.stderr, re.M)
+    failures = re.findall(r"^FAILED line (\d+): (.*)$", result.stderr, re.M)
     if failures and result.status == ExecStatus.FAILED:
-        result.failed_test = failures[0][:200]
+        line, command = int(failures[0][0]), failures[0][1]
+        lines = source.splitlines()
+        if command.startswith("exit") and 0 < line <= len(lines):
+            command = lines[line - 1].strip()  # `[ ... ] || exit 1`: name the whole check
+        result.failed_test = command[:200]
         result.reason = f"test failed: {result.failed_test}"
         result.message = result.stderr[-2000:]
 
 
 _READERS = {"jsonl": _read_jsonl, "gotest": _read_gotest, "rusttest": _read_rusttest,
-            "panic": _read_panic, "cassert": _read_cassert, "java": _read_java,
-            "shell": _read_shell}
+            "panic": _read_panic, "cassert": _read_cassert, "java": _read_java}
