@@ -380,7 +380,7 @@ def test_fork_bomb_is_bounded(lang: str) -> None:
         result = box.run_sync(test_program(lang, solution, tests, timeout_s=3))
     # Bounded: the box ended within its limits (a bash bomb whose forks fail with EAGAIN may
     # even exit 0), everything in it is gone, and the host can still start processes.
-    assert result.status != ExecStatus.NO_RUNTIME and result.wall_s <= 3.5
+    assert result.status != ExecStatus.NO_RUNTIME and result.wall_s < 6.0, result
     assert subprocess.run(["true"], check=False).returncode == 0
 
 
