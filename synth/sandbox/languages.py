@@ -348,7 +348,9 @@ def no_runtime_result(lang: str) -> ExecResult:
 
 
 PY_HARNESS = r'''
-import ast, json, os, sys, traceback, types
+import ast, json, os, sys, types
+# traceback (tokenize, linecache) is imported only when something failed: start-up is most of
+# a small test's cost.
 
 def report(**item):
     try:
@@ -357,6 +359,7 @@ def report(**item):
         pass
 
 def where(exc):
+    import traceback
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if f.filename in ("solution.py", "tests.py")]
     lines = [f"{f.filename}:{f.lineno} in {f.name}: {f.line}" for f in frames[-4:]]
@@ -368,6 +371,7 @@ def load(path):
     try:
         tree = ast.parse(src, path)
     except SyntaxError as exc:
+        import traceback
         lines = traceback.format_exception_only(type(exc), exc)
         report(kind="compile", message="".join(lines).strip())
         sys.exit(2)
@@ -461,8 +465,8 @@ for fname in test_funcs:
     else:
         verdict(fname, True)
 
-import unittest
-for obj in list(ns.values()):
+unittest = sys.modules.get("unittest")  # imported by the tests themselves when they use it
+for obj in list(ns.values()) if unittest is not None else []:
     if isinstance(obj, type) and issubclass(obj, unittest.TestCase) and obj.__module__ == "tests":
         for case in unittest.defaultTestLoader.loadTestsFromTestCase(obj):
             res = unittest.TestResult()
