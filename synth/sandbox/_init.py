@@ -16,6 +16,15 @@ stdin. With isolation it runs as PID 1 of fresh PID, mount, network, IPC and UTS
 5. when the program's main process ends, writes its wait status and resource usage to
    STATUS_FD and exits, which makes the kernel kill whatever is left in the namespace.
 
+As a zygote (``python -I -S _init.py --zygote CTL_FD``, started once per ``Sandbox`` inside
+namespaces made by ``unshare``) it does step 1 once, then for every request received on the
+control socket (five descriptors: status, stdout, stderr, spec and lifeline pipes) forks a
+child that unshares fresh mount, PID, network, IPC and UTS namespaces and forks the box's PID 1,
+which mounts its own /proc and tmpfs /tmp, brings up lo and goes on with steps 2-5 (a closed
+lifeline means the host cancelled the run: the box is killed). A program may come with a
+compile step, run first in the same box and limits with its output kept apart; the program's
+fd 3 is a nameless file whose content (a test harness's per-test verdicts) goes into the report.
+
 With ``mode == "none"`` (``--unsafe-exec`` on a machine without namespaces) only the rlimits and
 the clean environment apply; nothing is mounted and nothing outside the program's own process
 group is ever signalled.
