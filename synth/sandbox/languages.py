@@ -439,6 +439,7 @@ for node in nodes:
     if isinstance(node, ast.Assert):
         seg = (ast.get_source_segment(test_src, node) or ast.unparse(node)).splitlines()[0]
         name = f"line {node.lineno}: {seg[:80]}"
+        report(kind="start", name=name)
         try:
             run_stmt(node)
         except AssertionError as exc:
@@ -455,6 +456,7 @@ for node in nodes:
         sys.exit(1)
 
 for fname in test_funcs:
+    report(kind="start", name=fname)
     try:
         result = ns[fname]()
         if hasattr(result, "__await__"):
@@ -504,6 +506,7 @@ function __synthVerdict(name, ok, message) {
   __synthReport({ kind: 'test', name, passed: ok, message: message || '' });
 }
 function __synthTest(name, fn) {
+  __synthReport({ kind: 'start', name });
   try {
     const r = fn();
     if (r && typeof r.then === 'function') {
@@ -790,6 +793,7 @@ def _first_failure(result: ExecResult) -> None:
 
 def _read_jsonl(result: ExecResult, verdicts: str) -> None:
     done = None
+    started: list[str] = []
     for line in verdicts.splitlines():
         try:
             item = json.loads(line)
@@ -810,8 +814,16 @@ def _read_jsonl(result: ExecResult, verdicts: str) -> None:
             result.reason = ("solution failed to load: "
                              + (result.message.splitlines() or [""])[-1])[:200]
             return
+        elif kind == "start":
+            started.append(str(item.get("name", "")))
         elif kind == "done":
             done = item
+    finished = {t.name for t in result.tests}
+    running = [n for n in started if n not in finished]
+    if running and result.status in (ExecStatus.TIMEOUT, ExecStatus.MEMORY, ExecStatus.KILLED,
+                                      ExecStatus.FORBIDDEN, ExecStatus.ERROR):
+        # The box ended while this test ran (an endless loop, a memory bomb): it is the culprit.
+        result.tests.append(TestVerdict(running[0], False, result.reason))
     if not result.tests and done is None and result.status in (
             ExecStatus.FAILED, ExecStatus.ERROR):
         m = _JS_ERROR.search(result.stderr)
