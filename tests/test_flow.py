@@ -29,7 +29,11 @@ def synth(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-def config(path: Path, base_url: str, run_dir: Path, budget: int = 5) -> Path:
+def config(path: Path, base_url: str, run_dir: Path, budget: int = 5,
+           embed: bool = True) -> Path:
+    """A small pipeline; without ``embed`` no step loads the embedding model."""
+    coreset = "[coreset]\nk = 12" if embed else ""
+    select = f"[select]\nbudget = {budget}" if embed else ""
     path.write_text(f"""
 [run]
 run_dir = "{run_dir}"
@@ -37,8 +41,7 @@ run_dir = "{run_dir}"
 paths = ["{CORPUS}"]
 [seeds]
 mode = "function"
-[coreset]
-k = 12
+{coreset}
 [generate]
 num = 8
 [llm]
@@ -47,8 +50,7 @@ concurrency = 4
 [score]
 [decontam]
 benchmarks = ["humaneval"]
-[select]
-budget = {budget}
+{select}
 """)
     return path
 
@@ -131,11 +133,11 @@ def cached_answers(run: Path) -> int:
 def test_killed_run_resumes_without_repeating_a_request(
         tmp_path: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
     slow = fake_server(delay=0.5)
-    cfg = config(tmp_path / "synth.toml", slow.base_url, tmp_path / "run")
+    cfg = config(tmp_path / "synth.toml", slow.base_url, tmp_path / "run", embed=False)
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
     proc = subprocess.Popen([sys.executable, "-m", "synth", "run", str(cfg)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while cached_answers(tmp_path / "run") < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -151,7 +153,7 @@ def test_killed_run_resumes_without_repeating_a_request(
     # Every answer stored before the kill is served from the cache: only the rest is sent
     # (a request in flight at the kill had no stored answer, so it is sent once more).
     assert len(sent[sent_before:]) == len(set(sent)) - cached
-    assert len(lines(tmp_path / "run" / "dataset")) == 5
+    assert len(lines(tmp_path / "run" / "dataset")) == 8
 
 
 def test_config_errors_and_the_example(tmp_path: Path) -> None:
