@@ -17,9 +17,9 @@ Before the first record (and so before the first request) :meth:`Job.check` walk
 every field a stage ``reads`` must be given by the source or written by an earlier stage, else
 a :class:`~synth.errors.ConfigError` names the stage and the missing field.
 
-Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM is turned into
-:class:`KeyboardInterrupt` while :meth:`Job.run` runs): the sink writes what finished, then the
-interruption propagates so the command line exits with 130.
+Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM raises :class:`Terminated`,
+a KeyboardInterrupt, while :meth:`Job.run` runs): the sink writes what finished, then the same
+interruption propagates, so the command line exits with 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def record_fields(record: Record) -> frozenset[str]:
     names |= {f"scores.{k}" for k in record.scores}
     names |= set(record.meta) | set(record.meta.get("extra") or {})
     return frozenset(names)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, systemd, Kubernetes, Slurm): stopped like Ctrl-C, outputs written;
+    the command line exits with 143 instead of 130."""
 
 
 @dataclass
@@ -232,7 +237,8 @@ class Job:
         if fields is not None:
             self.check(fields, stages)
         self.config |= source.describe
-        interrupted = finished = False
+        interrupted: KeyboardInterrupt | None = None
+        finished = False
         stats: dict[str, Any] = {}
         with _sigterm_as_interrupt():
             try:
@@ -240,8 +246,8 @@ class Job:
                            total if total is not None else source.total,
                            put=lambda r: sink.put(self, r))
                 finished = True
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+                interrupted = exc
                 log.warning("interrupted: writing what finished so far")
             finally:
                 # Also after an error: what finished is written, marked incomplete.
@@ -250,20 +256,21 @@ class Job:
                 stats = sink.close(self, not finished)
                 for after in self._after:
                     after(stats)
-        if interrupted:
-            raise KeyboardInterrupt
+        if interrupted is not None:
+            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
         return stats
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread, so it stops a run like Ctrl-C."""
+    """SIGTERM raises :class:`Terminated` in the main thread, so it stops a run like Ctrl-C
+    (also when the Job is used from Python, not the command line)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
