@@ -45,7 +45,7 @@ from synth.config import (
     SelectConfig,
     resolve,
 )
-from synth.errors import ConfigError
+from synth.errors import ConfigError, Incomplete
 from synth.store import write_json
 
 TABLES = ("run", "sources", "seeds", "coreset", "generate", "llm", "score", "sandbox",
@@ -364,6 +364,10 @@ class Flow:
         else:
             stats = jobs.filters(run, dataset, "select", None, self.select, self.llm, None,
                                  progress, step.out)
+        left = int(stats.get("left_to_retry", 0))
+        if left:  # not done: no step.json, so the rerun resumes this step from the cache
+            raise Incomplete(f"step {step.name}: {left} records left to retry after endpoint "
+                             "failures; rerun the same command to resume")
         return (f"kept {stats['kept']}, rejected {stats['rejected']} "
                 f"({stats.get('llm', {}).get('requests', 0)} requests)")
 
