@@ -17,8 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from synth.errors import InputError, SynthError
-from synth.job import Terminated
+from synth.errors import InputError, SynthError, Terminated
 
 app = typer.Typer(
     name="synth",
@@ -38,6 +37,7 @@ def main(
 ) -> None:
     """synth: seeds → prompts → LLM → scored, decontaminated, diverse dataset."""
     _state["debug"] = debug
+    # Outside a Job's run (which installs its own), SIGTERM still stops a command like Ctrl-C.
     signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -56,13 +56,9 @@ def fail(exc: SynthError) -> typer.Exit:
     return typer.Exit(code=exc.exit_code)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 @contextlib.contextmanager
 def errors(run_dir: Path | None = None) -> Iterator[None]:
-    """The one place errors become exit codes: SynthError → its ``exit_code`` (1, or 3 when a
+    """The one place errors become exit codes: SynthError → 1 (3 for an incomplete run that a
     rerun resumes), Ctrl-C → 130, SIGTERM → 143.
 
     The Job has already written everything that finished when an interruption arrives here.
@@ -72,10 +68,14 @@ def errors(run_dir: Path | None = None) -> Iterator[None]:
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt as exc:
-        where = (f"; finished records are in {run_dir}; rerun the same command to resume"
-                 if run_dir is not None else "")
-        typer.secho(f"interrupted{where}", fg=typer.colors.YELLOW, err=True)
+        where = f"; finished records are in {run_dir}" if run_dir is not None else ""
+        typer.secho(f"interrupted{where}; rerun the same command to resume",
+                    fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _progress() -> Any:
@@ -133,15 +133,15 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
 def finished(stats: dict[str, Any], run_dir: Path) -> None:
     """The last line of a run: done, rejected, left; exit code 3 when records are left.
 
-    Records whose requests failed for reasons outside them (connection, 5xx, 429) are left to
-    retry, not rejected: the run is incomplete and a rerun of the same command resumes it.
+    Records whose requests failed for reasons outside them (connection, 5xx, 429, a garbled
+    body) are left to retry, not rejected: the run is incomplete and a rerun resumes it.
     """
     nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
            if k.startswith("nan:")}
-    left = int(stats.get("left_to_retry", 0))
     llm = stats["llm"]
-    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} "
-               f"→ {run_dir / 'dataset'} ({llm.get('requests', 0)} requests, "
+    left = int(stats.get("left_to_retry", 0))
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} → "
+               f"{run_dir / 'dataset'} ({llm.get('requests', 0)} requests, "
                f"{llm.get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
                + (f"; NaN scores: {nan}" if nan else ""))
     if left:

@@ -17,9 +17,9 @@ Before the first record (and so before the first request) :meth:`Job.check` walk
 every field a stage ``reads`` must be given by the source or written by an earlier stage, else
 a :class:`~synth.errors.ConfigError` names the stage and the missing field.
 
-Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM raises :class:`Terminated`,
-a KeyboardInterrupt, while :meth:`Job.run` runs): the sink writes what finished, then the same
-interruption propagates, so the command line exits with 130 (Ctrl-C) or 143 (SIGTERM).
+Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM is turned into
+:class:`KeyboardInterrupt` while :meth:`Job.run` runs): the sink writes what finished, then the
+interruption propagates so the command line exits with 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from synth.config import LLMConfig, as_dict
-from synth.errors import ConfigError
+from synth.errors import ConfigError, Terminated
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 from synth.store import RunStore
@@ -56,11 +56,6 @@ def record_fields(record: Record) -> frozenset[str]:
     names |= {f"scores.{k}" for k in record.scores}
     names |= set(record.meta) | set(record.meta.get("extra") or {})
     return frozenset(names)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, systemd, Kubernetes, Slurm): stopped like Ctrl-C, outputs written;
-    the command line exits with 143 instead of 130."""
 
 
 @dataclass
@@ -257,14 +252,13 @@ class Job:
                 for after in self._after:
                     after(stats)
         if interrupted is not None:
-            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
+            raise interrupted  # the same one: the command line tells SIGTERM from Ctrl-C
         return stats
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` in the main thread, so it stops a run like Ctrl-C
-    (also when the Job is used from Python, not the command line)."""
+    """SIGTERM raises KeyboardInterrupt in the main thread, so it stops a run like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
