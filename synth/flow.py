@@ -369,6 +369,10 @@ class Flow:
         else:
             stats = jobs.filters(run, dataset, "select", None, self.select, self.llm, None,
                                  progress, step.out)
+        left = int(stats.get("left_to_retry", 0))
+        if left:  # not done: no step.json, so the rerun resumes this step from the cache
+            raise Incomplete(f"step {step.name}: {left} records left to retry after endpoint "
+                             "failures; rerun the same command to resume")
         return (f"kept {stats['kept']}, rejected {stats['rejected']} "
                 f"({stats.get('llm', {}).get('requests', 0)} requests)")
 
