@@ -202,9 +202,25 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    verify: Annotated[str | None, typer.Option(
+        help="Run code samples against their own tests before the discriminator: require "
+             "(a failure is the next round's critique, then a reject), score (keep, record "
+             "the verdict) or off. Default: require, score on the embedded model.")] = None,
+    responses: Annotated[int | None, typer.Option(
+        help="Solutions (each with tests) per instruction; the best passing one is kept "
+             "(default 1).")] = None,
+    mutants: Annotated[int | None, typer.Option(
+        help="Mutants per kept verified Python sample for scores.mutation_score (default 10; "
+             "0 for none).")] = None,
+    oracle: Annotated[bool | None, typer.Option(
+        "--oracle/--no-oracle",
+        help="Use runnable Python function seeds as oracles for translate and repair.")] = None,
+    test_timeout: Annotated[float | None, typer.Option(
+        help="Seconds per test when verifying (default 5).")] = None,
+    unsafe_exec: UnsafeOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
-    from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
+    from synth.config import GenerateConfig, LLMConfig, SandboxConfig, load_toml, resolve
     from synth.generators.run import generate as run_generate
 
     try:
@@ -216,7 +232,11 @@ def generate(
             "input": str(input_path) if input_path else None, "discriminator": discriminator,
             "max_rounds": max_rounds, "memory_size": memory_size,
             "memory_policy": memory_policy, "few_shot": few_shot,
-            "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
+            "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None,
+            "verify": verify, "responses": responses, "mutants": mutants, "oracle": oracle,
+            "test_timeout_s": test_timeout})
+        sandbox = resolve(SandboxConfig, "sandbox", toml,
+                          {"unsafe_exec": True if unsafe_exec else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
@@ -225,7 +245,7 @@ def generate(
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
-        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+        stats = run_generate(run_dir, gen, llm, seeds, _progress(), sandbox)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:

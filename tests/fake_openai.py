@@ -27,8 +27,9 @@ def reply_for(body: dict[str, Any]) -> str:
     """A well-formed answer that depends on the prompt, in the requested shape.
 
     Discriminator requests (their prompt lists ``Rules:``) get a verdict that passes every
-    rule; generator requests get a codegen problem and solution, or, when a JSON schema asks
-    for other fields, every field filled.
+    rule; generator requests get a codegen problem, solution and passing tests, or, when a JSON
+    schema asks for other fields, every field filled (a repair's information is a buggy
+    variant the tests catch).
     """
     prompt = body["messages"][-1]["content"]
     rules = re.findall(r"^\d+\. (\w+): ", prompt, re.MULTILINE) if "\nRules:\n" in prompt else []
@@ -40,14 +41,18 @@ def reply_for(body: dict[str, Any]) -> str:
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
     problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
     solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
+    # tests that pass on the solution; a repair's buggy variant fails them
+    tests = f"```python\nassert f_{tag}() == '{tag}'\n```"
+    buggy = f"def f_{tag}():\n    return 'bug'"
     rf = body.get("response_format") or {}
     schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
     keys = list(schema.get("properties", {}))
-    if keys and keys != ["problem", "solution"]:
-        return json.dumps({k: solution if k == "solution" else f"{k} {tag}" for k in keys})
+    if keys and keys != ["problem", "solution", "tests"]:
+        filled = {"solution": solution, "tests": tests, "information": buggy}
+        return json.dumps({k: filled.get(k, f"{k} {tag}") for k in keys})
     if rf:
-        return json.dumps({"problem": problem, "solution": solution})
-    return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n"
+        return json.dumps({"problem": problem, "solution": solution, "tests": tests})
+    return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n\n[Tests]\n{tests}\n"
 
 
 class FakeServer:

@@ -11,6 +11,7 @@ rerun sends nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -19,7 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig, as_dict
+from synth.config import (
+    EMBEDDED_MODEL,
+    GenerateConfig,
+    LLMConfig,
+    SandboxConfig,
+    SeedsConfig,
+    as_dict,
+)
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
 from synth.generators import build_tasks, choose_task, task_options
@@ -27,11 +35,14 @@ from synth.generators.base import Task
 from synth.generators.evol import source_record
 from synth.generators.loop import TaskStage, loop_card_section, template_hash
 from synth.generators.memory import ExampleMemory
+from synth.generators.verify import Verifier
+from synth.generators.verifystep import VerifyStep
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.server import endpoint
 from synth.pipeline import Progress, RunContext, run_stages, write_outputs
 from synth.prompts import Prompts
 from synth.records import Record
+from synth.sandbox import Sandbox
 from synth.seeds.corpus import default_corpus
 from synth.seeds.extract import SEEDS_FILE, extract_seeds, read_seeds, sample_seeds, write_seeds
 from synth.store import RunStore
@@ -79,8 +90,20 @@ def resolve_model(requested: str | None, served: list[str], embedded: bool, base
         f"({', '.join(served[:10]) or 'none listed'})")
 
 
+def verify_mode(gen: GenerateConfig, tasks: dict[str, Task], embedded: bool) -> str:
+    """``--verify``, else ``require`` for code tasks on a real endpoint and ``score`` on the
+    embedded model (135M parameters rarely write passing code; the demo must still leave
+    rows); ``off`` when no task writes code."""
+    if not any(t.verifiable for t in tasks.values()):
+        return "off"
+    if gen.verify is not None:
+        return gen.verify
+    return "score" if embedded else "require"
+
+
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None,
+             sandbox: SandboxConfig | None = None) -> dict[str, Any]:
     """Run one ``synth generate`` job; returns the stats written to ``stats.json``.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
@@ -94,7 +117,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
     evol = gen.task == "evol"
     if evol and seeds is not None:
         raise ConfigError("--task evol reads --input, not --seeds")
-    with RunStore(run_dir) as store:
+    with RunStore(run_dir) as store, contextlib.ExitStack() as boxes:
         if evol:
             input_path = Path(str(gen.input))
             if not input_path.exists():
@@ -129,10 +152,19 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     config["mix"] = mix
                 params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p,
                                         max_tokens=gen.max_tokens, seed=gen.seed)
+                mode = verify_mode(gen, tasks, embedded)
+                config["verify_mode"] = mode
+                step = None
+                if mode != "off":
+                    box = boxes.enter_context(Sandbox(sandbox or SandboxConfig()))
+                    step = VerifyStep(Verifier(box, store, gen.test_timeout_s), mode,
+                                      gen.responses, gen.mutants, gen.oracle, gen.seed)
+                    log.info("verify: %s, %d response(s) per instruction, sandbox %s", mode,
+                             gen.responses, box.mode)
                 stage = TaskStage(tasks, client, prompts, params, gen.answer_format,
                                   first_dialect="json_object" if embedded else "json_schema",
                                   memory=memory, discriminate=gen.discriminator,
-                                  max_rounds=gen.max_rounds, seed=gen.seed)
+                                  max_rounds=gen.max_rounds, seed=gen.seed, verify=step)
                 interrupted = finished = False
                 try:
                     run_stages(records, [stage], ctx, total)
@@ -144,6 +176,8 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     memory.close(complete=finished)
                     config["answer_dialect"] = stage.dialects()
                     sections = [loop_card_section(stage.counters)] if gen.discriminator else []
+                    if step is not None:
+                        sections.append(step.card_section())
                     stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
                                           sections, description=_description(tasks, mix))
                 if interrupted:
