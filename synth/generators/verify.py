@@ -365,8 +365,13 @@ class Verifier:
 
         async def execute() -> dict[str, Any]:
             res = await self.sandbox.run(program)
-            rows = [json.loads(line[len(CALL_MARK):]) for line in res.stdout.splitlines()
-                    if line.startswith(CALL_MARK)]
+            rows = []
+            for line in res.stdout.splitlines():
+                if line.startswith(CALL_MARK):
+                    try:
+                        rows.append(json.loads(line[len(CALL_MARK):]))
+                    except json.JSONDecodeError:  # the program printed the mark itself
+                        rows.append({"ok": False, "error": "unreadable output"})
             return {"status": str(res.status), "reason": res.reason, "rows": rows,
                     "stderr": res.stderr[-STDERR_TAIL:]}
 
@@ -374,6 +379,7 @@ class Verifier:
         rows = data["rows"]
         if rows and rows[0].get("missing"):
             return Execution("error", "defines none of " + ", ".join(names))
+        rows = rows[:len(inputs)]  # a program that prints the mark itself gets no extra rows
         if len(rows) < len(inputs):
             return Execution(data["status"] if data["status"] != "passed" else "error",
                              data["reason"] or "the program stopped early",

@@ -180,6 +180,8 @@ class VerifyStep:
         self.oracle = oracle
         self.seed = seed
         self.counters = VerifyCounters()
+        # a record's seed I/O pairs (or why there are none), computed once for all its rounds
+        self._pairs: dict[str, list[dict[str, Any]] | str] = {}
 
     @property
     def require(self) -> bool:
@@ -331,12 +333,12 @@ class VerifyStep:
         name = seed_function(record)
         if name is None:
             return "unavailable:seed_not_runnable"
-        cached = record.meta.get("oracle_pairs")
-        if cached is not None:
-            return list(cached) if isinstance(cached, list) else str(cached)
-        result = await self._seed_pairs(record, name, ask_inputs)
-        record.meta["oracle_pairs"] = result
-        return result
+        cached = self._pairs.get(record.id)
+        if cached is None:
+            cached = self._pairs[record.id] = await self._seed_pairs(record, name, ask_inputs)
+        if isinstance(cached, list):
+            record.meta["oracle_pairs"] = cached
+        return cached
 
     async def _seed_pairs(self, record: Record, name: str,
                           ask_inputs: AskInputs) -> list[dict[str, Any]] | str:
