@@ -271,6 +271,7 @@ class TaskStage(AsyncStage):
                         record.meta["parse_error"] = parsed.detail
                         failure = parsed
                         revise = (gen.completion.text, {"error": parsed.detail or parsed.reason})
+                        critiqued = False  # a fix counts only in the round right after
                         continue
                     record.meta.pop("parse_error", None)
                     if self.verify is not None and task.verifiable:
@@ -279,6 +280,11 @@ class TaskStage(AsyncStage):
                         critiqued = False
                         if not check.ok and check.gate and self.verify.require:
                             self._round_over(counters, entry, "verify_failed")
+                            # code that fails its own tests is a bad case, the failure its why
+                            outcomes.append(Outcome(task.name, "bad", 1.0, make_case(
+                                task, record, [{"rule": "tests_pass", "text": "The code passes "
+                                                "its own tests.",
+                                                "reason": check.critique[:400]}])))
                             failure = Reject(check.reason, check.critique)
                             revise = (gen.completion.text, {"execution": check.critique})
                             critiqued = True
