@@ -20,7 +20,8 @@ Two parts, one run:
    failure critique fixed the sample in the next round; oracle confirmations; executions and
    cache hits (a second pass over the same store must execute nothing).
 
-    python benchmarks/bench_verify.py [--num 24] [--mode score] [--base-url URL]
+    python benchmarks/bench_verify.py [--num 24] [--mode require|score] [--responses K]
+        [--base-url URL] [--no-discriminator] [--max-tokens 768]
 """
 
 from __future__ import annotations
@@ -182,12 +183,14 @@ def seeds(n: int) -> list[Record]:
 
 
 def loop(store: RunStore, box: Sandbox, client: LLMClient, work: list[Record], mode: str,
-         responses: int, json_dialect: str) -> dict[str, Any]:
+         responses: int, json_dialect: str, max_tokens: int = 768,
+         discriminate: bool = True) -> dict[str, Any]:
     tasks = {name: get_task(name, "javascript") for name in ("codegen", "translate", "repair")}
     ctx = RunContext(store, seed=0)
     step = VerifyStep(Verifier(box, store), mode, responses, seed=0)
-    stage = TaskStage(tasks, client, Prompts(), SamplingParams(max_tokens=768),
-                      answer_format="auto", seed=0, verify=step, first_dialect=json_dialect)
+    stage = TaskStage(tasks, client, Prompts(), SamplingParams(max_tokens=max_tokens),
+                      answer_format="auto", seed=0, verify=step, first_dialect=json_dialect,
+                      discriminate=discriminate)
     t0 = time.perf_counter()
     try:
         run_stages(iter(work), [stage], ctx, len(work))
@@ -203,10 +206,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--num", type=int, default=24, help="seeds (a third per task)")
     ap.add_argument("--throughput", type=int, default=60, help="programs for part 1")
-    ap.add_argument("--mode", default="score", choices=("score", "require"))
+    ap.add_argument("--mode", default="require", choices=("score", "require"))
     ap.add_argument("--responses", type=int, default=1)
     ap.add_argument("--base-url", default=None)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--max-tokens", type=int, default=768)
+    ap.add_argument("--no-discriminator", action="store_true",
+                    help="skip the judge (halves the requests on a slow model)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-verify-"))
     report: dict[str, Any] = {"cores": os.cpu_count()}
@@ -248,7 +254,8 @@ def main() -> None:
                         names = ("codegen", "repair", "translate")
                         work = [r.for_task(names[i % 3]) for i, r in enumerate(recs)]
                     report[f"loop_{attempt}"] = loop(store, box, client, work, args.mode,
-                                                     args.responses, dialect)
+                                                     args.responses, dialect, args.max_tokens,
+                                                     not args.no_discriminator)
         finally:
             if server is not None:
                 server.__exit__(None, None, None)
