@@ -7,11 +7,11 @@ sample fails. Results are cached in the run store's ``executions`` table under
 ``sha256(harness version, language, solution, tests, limits)``, so a rerun (or the same code
 met twice) never executes anything again.
 
-How a (language, solution, tests) triple becomes a program is :func:`_build`, this module's one
-seam with the sandbox's language support: Python runs a per-test harness (each test in its own
-forked child); JavaScript runs under ``node`` when it is on PATH; every other language is
-``no_runtime:LANG`` (counted, never passed). The sandbox's ``languages.test_program`` replaces
-:func:`_build`/:func:`_read` when it lands.
+How a (language, solution, tests) triple becomes a program is :func:`_build`: Python runs
+XCoder's per-test harness (each test in its own forked child, plain asserts rewritten to say
+what each side was, so a critique shows the wrong value); every other language goes through
+the sandbox's ``languages.test_program`` (per-test verdicts where the language's runner reports
+them); a language without a runtime is ``no_runtime:LANG`` (counted, never passed).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from synth.filters.heuristics import code_blocks, python_code
 from synth.filters.testquality import HARNESS, TestSuite, parse_tests, read_harness
 from synth.records import Record
 from synth.sandbox import ExecResult, Program, Sandbox
+from synth.sandbox.languages import test_program
 
 VERIFY_MODES = ("require", "score", "off")
 #: Part of every cache key: bump it when the harness or how results are read changes.
@@ -246,14 +247,14 @@ def _build(lang: str, solution: str, tests: str,
         if suite is None:
             return Execution("no_tests", test_style("python"))
         return _harness(solution, suite.run, timeout_s), suite
-    if lang == "javascript" and shutil.which("node"):
-        if not tests.strip():
-            return Execution("no_tests", test_style(lang))
-        code = re.sub(r"^export\s+(default\s+)?", "", solution, flags=re.MULTILINE)
-        return Program(files={"main.js": code + "\n;\n" + tests},
-                       argv=(str(shutil.which("node")), "main.js"),
-                       timeout_s=timeout_s * 2 + 5.0), None
-    return no_runtime(lang)
+    # every other language: the sandbox's own harness for it (per-test verdicts where the
+    # language's test runner reports them), or no_runtime:LANG
+    program = test_program(lang, solution, tests, timeout_s=timeout_s * 2 + 5.0)
+    if program.unavailable:
+        return Execution("no_runtime", program.unavailable)
+    if not tests.strip():
+        return Execution("no_tests", test_style(lang))
+    return program, None
 
 
 def _harness(solution: str, suite: TestSuite, timeout_s: float) -> Program:
@@ -282,10 +283,18 @@ def _read(lang: str, result: ExecResult, extra: Any) -> Execution:
         return Execution(status, failing[0]["reason"] or result.reason, rows, tail,
                          result.wall_s)
     status = str(result.status)
-    message = _js_error(result.stderr) or result.reason
-    return Execution(status, "" if status == "passed" else message,
-                     [{"name": "tests", "status": status, "reason": "" if status == "passed"
-                       else message}], "" if status == "passed" else tail, result.wall_s)
+    message = (result.message or _js_error(result.stderr) or result.reason)[:400]
+    if status == "no_runtime":
+        return Execution(status, result.reason)
+    rows = [{"name": t.name, "status": "passed" if t.passed else "failed",
+             "reason": t.message[:300]} for t in result.tests]
+    if not rows:  # the program's verdict is the whole verdict
+        rows = [{"name": result.failed_test or "tests", "status": status,
+                 "reason": "" if status == "passed" else message}]
+    if status == "passed" and any(r["status"] != "passed" for r in rows):
+        status = "failed"
+    return Execution(status, "" if status == "passed" else message, rows,
+                     "" if status == "passed" else tail, result.wall_s)
 
 
 def _js_error(stderr: str) -> str:

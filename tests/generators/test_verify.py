@@ -251,20 +251,21 @@ def test_a_rerun_executes_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
 
 
 def test_a_language_without_runtime_is_never_passed(tmp_path: Path, sandbox: Sandbox) -> None:
-    go = "```go\nfunc Add(a, b int) int { return a + b }\n```"
+    ruby = "```ruby\ndef add(a, b)\n  a + b\nend\n```"
     for mode, status in (("require", "rejected"), ("score", "kept")):
         with RunStore(tmp_path / mode) as store:
             store.begin("test")
-            ctx, _ = run(store, Endpoint(lambda body, rnd: codegen(go, "```go\n...\n```")),
-                         sandbox, [seed_record("func Add(a, b int) int { return a + b }",
-                                               lang="go")], CodegenTask(), mode=mode,
-                         max_rounds=1)
+            ep = Endpoint(lambda body, rnd: codegen(ruby, "raise unless add(1, 2) == 3"))
+            ctx, _ = run(store, ep,
+                         sandbox, [seed_record("def add(a, b)\n  a + b\nend", lang="ruby")],
+                         CodegenTask(), mode=mode, max_rounds=1)
             (reason, rec), = results(store, status)
             assert rec.meta["verified"] is False and math.isnan(rec.scores["pass_rate"])
-            assert rec.meta["execution"]["reason"] == "no_runtime:go"
+            assert rec.meta["execution"]["reason"] == "no_runtime:ruby"
             if mode == "require":
-                assert reason == "no_runtime:go"
-            assert ctx.stats.to_dict()["verify"]["per_task_lang"]["codegen:go"]["verified"] == 0
+                assert reason == "no_runtime:ruby"
+            per = ctx.stats.to_dict()["verify"]["per_task_lang"]["codegen:ruby"]
+            assert per["verified"] == 0
 
 
 @pytest.mark.parametrize(("text", "fmt"), [
