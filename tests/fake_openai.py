@@ -40,11 +40,14 @@ def reply_for(body: dict[str, Any]) -> str:
             return json.dumps({**{r: {"reason": "fine", "answer": "yes"} for r in rules},
                                "verdict": "yes"})
         return "\n".join(f"{i}. {r}: yes - fine" for i, r in enumerate(rules, 1)) + "\nVerdict: yes"
-    tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
-    problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
-    solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    tag = digest[:12]
+    # the whole digest as the value: with only the tag, two answers' fixed wording made them
+    # look like copies of each other to the loop's copied-example check now and then
+    problem = f"Write a function `f_{tag}` that returns the string '{digest}'."
+    solution = f"```python\ndef f_{tag}():\n    return '{digest}'\n```"
     # tests that pass on the solution; a repair's buggy variant fails them
-    tests = f"```python\nassert f_{tag}() == '{tag}'\n```"
+    tests = f"```python\nassert f_{tag}() == '{digest}'\n```"
     buggy = f"def f_{tag}():\n    return 'bug'"
     rf = body.get("response_format") or {}
     schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
