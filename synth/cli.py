@@ -114,6 +114,19 @@ ParallelOpt = Annotated[int | None, typer.Option(
 UnsafeOpt = Annotated[bool, typer.Option(
     "--unsafe-exec", help="Run generated code even where no namespace isolation exists "
     "(rlimits only). Never on a machine you care about.")]
+VerifyOpt = Annotated[str | None, typer.Option(
+    help="Run code samples against their own tests before the discriminator: require "
+         "(a failure is the next round's critique, then a reject), score (keep, record "
+         "the verdict) or off. Default: require, score on the embedded model.")]
+ResponsesOpt = Annotated[int | None, typer.Option(
+    help="Solutions (each with tests) per instruction; the best passing one is kept "
+         "(default 1).")]
+MutantsOpt = Annotated[int | None, typer.Option(
+    help="Mutants per kept verified Python sample for scores.mutation_score (default 10; "
+         "0 for none).")]
+OracleOpt = Annotated[bool | None, typer.Option(
+    "--oracle/--no-oracle",
+    help="Use runnable Python function seeds as oracles for translate and repair.")]
 BudgetOpt = Annotated[int | None, typer.Option(help="Keep at most this many samples.")]
 TauOpt = Annotated[float | None, typer.Option(
     help="Keep a sample only if its cosine SIMILARITY to every kept one is <= tau.")]
@@ -372,10 +385,16 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    verify: VerifyOpt = None,
+    responses: ResponsesOpt = None,
+    mutants: MutantsOpt = None,
+    oracle: OracleOpt = None,
+    test_timeout: TestTimeoutOpt = None,
+    unsafe_exec: UnsafeOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth import jobs
-    from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
+    from synth.config import GenerateConfig, LLMConfig, SandboxConfig, load_toml, resolve
 
     with errors(run_dir):
         toml = load_toml(config)
@@ -386,12 +405,16 @@ def generate(
             "input": str(input_path) if input_path else None, "discriminator": discriminator,
             "max_rounds": max_rounds, "memory_size": memory_size,
             "memory_policy": memory_policy, "few_shot": few_shot,
-            "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
+            "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None,
+            "verify": verify, "responses": responses, "mutants": mutants, "oracle": oracle,
+            "test_timeout_s": test_timeout})
+        sandbox = resolve(SandboxConfig, "sandbox", toml,
+                          {"unsafe_exec": True if unsafe_exec else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
             "max_outage_s": max_outage})
-        stats = jobs.generate(run_dir, gen, llm, seeds, _progress())
+        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox)
     finished(stats, run_dir)
 
 

@@ -92,6 +92,13 @@ class GenerateConfig:
     memory_policy: str = "last"
     few_shot: int = 1
     memory_seed: tuple[str, ...] = ()
+    # Execution verification of code tasks (synth.generators.verifystep). verify None: require
+    # on a real endpoint, score on the embedded model (it rarely writes passing code).
+    verify: str | None = None
+    responses: int = 1
+    mutants: int = 10
+    oracle: bool = True
+    test_timeout_s: float = 5.0
 
     def validate(self) -> None:
         if self.num is not None:
@@ -118,6 +125,12 @@ class GenerateConfig:
         if self.answer_format not in ("auto", "json", "sections"):
             raise ConfigError(
                 f"--answer-format must be auto, json or sections, got {self.answer_format!r}")
+        if self.verify is not None and self.verify not in ("require", "score", "off"):
+            raise ConfigError(f"--verify must be require, score or off, got {self.verify!r}")
+        _positive("responses", self.responses)
+        if self.mutants < 0:
+            raise ConfigError(f"--mutants must not be negative, got {self.mutants}")
+        _positive("test_timeout_s", self.test_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,10 @@ class Flow:
             add("coreset", {k: v for k, v in dataclasses.asdict(self.coreset).items()
                             if k not in ("device", "batch_size")}, run / "coreset.jsonl")
         llm = {k: v for k, v in dataclasses.asdict(self.llm).items() if k not in _RUN_KNOBS}
-        add("generate", {"generate": dataclasses.asdict(self.generate), "llm": llm},
-            run / "steps" / "generate")
+        gen: dict[str, Any] = {"generate": dataclasses.asdict(self.generate), "llm": llm}
+        if self.generate.verify != "off":  # verdicts depend on the sandbox's limits
+            gen["sandbox"] = dataclasses.asdict(self.sandbox)
+        add("generate", gen, run / "steps" / "generate")
         if self.score is not None:
             add("score", {"score": dataclasses.asdict(self.score), "llm": llm,
                           "sandbox": dataclasses.asdict(self.sandbox)}, run / "steps" / "score")
@@ -355,7 +357,8 @@ class Flow:
             return f"{report.k} of {report.seeds} seeds (radius {report.radius:.4f})"
         if step.name == "generate":
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
-            stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out)
+            stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out,
+                                  sandbox=self.sandbox)
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
                                  self.sandbox, progress, step.out)
@@ -442,6 +445,13 @@ num = 20                        # seeds used (sampled); remove for all
 max_tokens = 512
 discriminator = true            # check every sample against the task's rules
 max_rounds = 2
+# verify = "require"            # code samples run against their own tests ([sandbox] limits):
+                                # require, score or off (default: require; score on the
+                                # embedded model)
+# responses = 1                 # solutions per instruction; the best passing one is kept
+# mutants = 10                  # mutants per verified Python sample (scores.mutation_score)
+# oracle = true                 # runnable Python seeds check translate and repair
+# test_timeout_s = 5.0          # seconds per test
 
 [llm]
 # base_url = "http://127.0.0.1:8000/v1"   # default: $OPENAI_BASE_URL, else the embedded model

@@ -194,16 +194,32 @@ def generate_source(run_dir: Path, gen: GenerateConfig, seeds: Path | None = Non
     return Source(tasks(), None, total * gen.samples_per_seed, {"seeds": str(seeds_path)})
 
 
+def verify_mode(gen: GenerateConfig, tasks: dict[str, Any], embedded: bool) -> str:
+    """``--verify``, else ``require`` for code tasks on a real endpoint and ``score`` on the
+    embedded model (135M parameters rarely write passing code; the demo must still leave
+    rows); ``off`` when no task writes code."""
+    if not any(t.verifiable for t in tasks.values()):
+        return "off"
+    if gen.verify is not None:
+        return gen.verify
+    return "score" if embedded else "require"
+
+
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """``synth generate``: seeds → the task's prompts → LLM (+ discriminator loop) → dataset.
+             progress: Progress | None = None, out_dir: Path | None = None,
+             sandbox: SandboxConfig | None = None) -> dict[str, Any]:
+    """``synth generate``: seeds → the task's prompts → LLM (+ verify step and discriminator
+    loop) → dataset.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
-    RUN/rejects.jsonl, RUN/stats.json and RUN/config.json.
+    RUN/rejects.jsonl, RUN/stats.json and RUN/config.json. Code samples run against their own
+    tests in a sandbox built from ``sandbox`` unless the verify mode is ``off``.
     """
     from synth.generators import build_tasks, task_options
     from synth.generators.loop import TaskStage, loop_card_section, template_hash
     from synth.generators.memory import ExampleMemory
+    from synth.generators.verify import Verifier
+    from synth.generators.verifystep import VerifyStep
     from synth.llm.client import SamplingParams
     from synth.prompts import Prompts
 
@@ -231,16 +247,29 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
         job.description = _description(tasks, mix)
         params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p,
                                 max_tokens=gen.max_tokens, seed=gen.seed)
+        mode = verify_mode(gen, tasks, job.embedded)  # after client(): embedded is known
+        job.config["verify_mode"] = mode
+        step = None
+        if mode != "off":
+            from synth.sandbox import Sandbox
+
+            box = job.enter(Sandbox(sandbox or SandboxConfig()))
+            step = VerifyStep(Verifier(box, job.store, gen.test_timeout_s), mode,
+                              gen.responses, gen.mutants, gen.oracle, gen.seed)
+            log.info("verify: %s, %d response(s) per instruction, sandbox %s", mode,
+                     gen.responses, box.mode)
         stage = TaskStage(tasks, client, prompts, params, gen.answer_format,
                           first_dialect="json_object" if job.embedded else "json_schema",
                           memory=memory, discriminate=gen.discriminator,
-                          max_rounds=gen.max_rounds, seed=gen.seed)
+                          max_rounds=gen.max_rounds, seed=gen.seed, verify=step)
 
         def finish(interrupted: bool) -> None:
             memory.close(complete=not interrupted)
             job.config["answer_dialect"] = stage.dialects()
             if gen.discriminator:
                 job.card_sections.append(loop_card_section(stage.counters))
+            if step is not None:
+                job.card_sections.append(step.card_section())
 
         job.before_outputs(finish)
         return job.run(source, [stage])

@@ -11,7 +11,9 @@ Layout of a run directory::
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
 
-The store also keeps the generator–discriminator loop's example memory (good and bad cases per
+The store also caches every sandbox execution of generated code by content hash (sha256 of
+language, program, tests and limits; ``executions``), so a rerun never runs the same code twice.
+It also keeps the generator–discriminator loop's example memory (good and bad cases per
 task, bounded) and which cases each record was shown, so a rerun renders the same prompts and
 is served from the request cache.
 
@@ -69,6 +71,11 @@ CREATE TABLE IF NOT EXISTS memory (
 CREATE TABLE IF NOT EXISTS memory_runs (
     gen      INTEGER PRIMARY KEY,
     complete INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    key        TEXT PRIMARY KEY,
+    result     TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fewshot (
     record_id TEXT NOT NULL,
@@ -158,6 +165,20 @@ class RunStore:
 
     def count_responses(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    # -- execution cache (synth.generators.verify) ------------------------------------------
+
+    def get_execution(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT result FROM executions WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_execution(self, key: str, result: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO executions (key, result, created_at) VALUES (?,?,?)",
+            (key, json.dumps(result, ensure_ascii=False), time.time()))
+
+    def count_executions(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM executions").fetchone()[0])
 
     # -- record results --------------------------------------------------------------------
 

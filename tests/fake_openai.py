@@ -29,8 +29,9 @@ def reply_for(body: dict[str, Any]) -> str:
     """A well-formed answer that depends on the prompt, in the requested shape.
 
     Discriminator requests (their prompt lists ``Rules:``) get a verdict that passes every
-    rule; generator requests get a codegen problem and solution, or, when a JSON schema asks
-    for other fields, every field filled.
+    rule; generator requests get a codegen problem, solution and passing tests, or, when a JSON
+    schema asks for other fields, every field filled (a repair's information is a buggy
+    variant the tests catch).
     """
     prompt = body["messages"][-1]["content"]
     rules = re.findall(r"^\d+\. (\w+): ", prompt, re.MULTILINE) if "\nRules:\n" in prompt else []
@@ -39,17 +40,24 @@ def reply_for(body: dict[str, Any]) -> str:
             return json.dumps({**{r: {"reason": "fine", "answer": "yes"} for r in rules},
                                "verdict": "yes"})
         return "\n".join(f"{i}. {r}: yes - fine" for i, r in enumerate(rules, 1)) + "\nVerdict: yes"
-    tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
-    problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
-    solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    tag = digest[:12]
+    # the whole digest as the value: with only the tag, two answers' fixed wording made them
+    # look like copies of each other to the loop's copied-example check now and then
+    problem = f"Write a function `f_{tag}` that returns the string '{digest}'."
+    solution = f"```python\ndef f_{tag}():\n    return '{digest}'\n```"
+    # tests that pass on the solution; a repair's buggy variant fails them
+    tests = f"```python\nassert f_{tag}() == '{digest}'\n```"
+    buggy = f"def f_{tag}():\n    return 'bug'"
     rf = body.get("response_format") or {}
     schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
     keys = list(schema.get("properties", {}))
-    if keys and keys != ["problem", "solution"]:
-        return json.dumps({k: solution if k == "solution" else f"{k} {tag}" for k in keys})
+    if keys and keys != ["problem", "solution", "tests"]:
+        filled = {"solution": solution, "tests": tests, "information": buggy}
+        return json.dumps({k: filled.get(k, f"{k} {tag}") for k in keys})
     if rf:
-        return json.dumps({"problem": problem, "solution": solution})
-    return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n"
+        return json.dumps({"problem": problem, "solution": solution, "tests": tests})
+    return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n\n[Tests]\n{tests}\n"
 
 
 GARBAGE = b'{"choices": [ {"mess'

@@ -21,6 +21,7 @@ from typing import Any
 
 from synth.generators.judge import Rule, verdict_schema
 from synth.generators.parsing import Reject, ReplyField, format_reply, parse_reply
+from synth.generators.verify import fence_lang_of, norm_lang, test_style
 from synth.prompts import JUDGE_PARTS, Prompts
 from synth.records import Record
 from synth.seeds.languages import fence_tag, language_name
@@ -37,6 +38,12 @@ INFORMATION = ReplyField("information", ("Information", "Input", "Code"), ("inpu
                          target="input", required=False, unfence=True)
 SOLUTION = ReplyField("solution", ("Solution", "Answer", "Response", "Output"),
                       ("answer", "response", "output"), target="response")
+# The solution's own tests (SelfCodeAlign / KodCode): kept in meta['tests'], run by the loop's
+# verify step. Optional when reading: a reply without tests is parsed, then fails verification
+# with a critique asking for them.
+TESTS = ReplyField("tests", ("Tests", "Test Cases", "Unit Tests", "Test"),
+                   ("test", "unit_tests", "unit tests", "test_cases", "test cases"),
+                   required=False)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,12 @@ class Task:
     fields: tuple[ReplyField, ...]
     rules: tuple[Rule, ...]
     description: str = ""
+    #: the task writes code with tests (its fields include ``tests``): the loop verifies it
+    verifiable: bool = False
+    #: a verifiable sample without code fails verification (else it passes through unverified)
+    code_required: bool = True
+    #: an extra demand on the tests (repair: one must fail on the buggy code)
+    test_note: str = ""
 
     @functools.cached_property
     def schema(self) -> dict[str, Any] | None:
@@ -125,9 +138,20 @@ class Task:
 
     def variables(self, record: Record, answer_format: str) -> dict[str, Any]:
         """Template variables for ``record``, shared by the generator and the discriminator."""
+        test_lang = self.test_lang(record)
         return {"seed": record.seed, "lang": record.lang, "lang_name": language_name(record.lang),
                 "fence_lang": fence_tag(record.lang), "answer_format": answer_format,
-                "task_name": self.task_name}
+                "task_name": self.task_name, "test_lang_name": language_name(test_lang),
+                "test_style": test_style(test_lang), "test_note": self.test_note}
+
+    def test_lang(self, record: Record) -> str:
+        """The language the prompt asks the code and tests in (fixed before any reply)."""
+        return norm_lang(record.lang) or "python"
+
+    def code_lang(self, record: Record) -> str:
+        """The language the sample's code and tests are written in: the solution's fence tag
+        once there is one, else the record's language (Python when unknown)."""
+        return fence_lang_of(record.response) or norm_lang(record.lang) or "python"
 
     def messages(self, record: Record, prompts: Prompts, answer_format: str,
                  examples: Examples = NO_EXAMPLES) -> list[dict[str, str]]:
@@ -152,6 +176,8 @@ class Task:
         for f in self.fields:
             if f.target is not None:
                 setattr(record, f.target, values[f.key])
+        if "tests" in values:
+            record.meta["tests"] = values["tests"]
         return self.check(record)
 
     def check(self, record: Record) -> Record | Reject:

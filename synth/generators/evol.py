@@ -16,7 +16,7 @@ import random
 import re
 from typing import Any
 
-from synth.generators.base import INFORMATION, INSTRUCTION, SOLUTION, TASK_NAME, Task
+from synth.generators.base import INFORMATION, INSTRUCTION, SOLUTION, TASK_NAME, TESTS, Task
 from synth.generators.judge import Rule
 from synth.generators.parsing import Reject
 from synth.records import Record
@@ -63,8 +63,10 @@ class EvolTask(Task):
     name = "evol"
     template = "evol"
     task_name = "code generation"
-    fields = (TASK_NAME, INSTRUCTION, INFORMATION, SOLUTION)
+    fields = (TASK_NAME, INSTRUCTION, INFORMATION, SOLUTION, TESTS)
     rules = RULES
+    verifiable = True
+    code_required = False  # an evolved instruction may ask for prose; then nothing runs
     description = ("Evol-Instruct samples (WizardLM, WizardCoder): instructions of an existing "
                    "dataset rewritten into harder ones, with their solutions.")
 

@@ -6,6 +6,10 @@ Per record, round ``r`` of at most ``max_rounds``::
         │ unusable reply (truncated, unparseable, a task's check, parrots the request,
         │ copies an example) ─► critique = what was wrong
         ▼
+    verify (code tasks, --verify require|score): solution + its tests in the sandbox
+        │ failing test / load error / timeout / oracle mismatch ─► critique = the failure
+        │ (require; score records the verdict and goes on)
+        ▼
     discriminator(checklist) ─► verdict
         │ unreadable verdict ─► next round asks the discriminator again (the sample stays)
         │ a rule failed      ─► bad case in memory; critique = failed rules with reasons
@@ -26,6 +30,7 @@ a record in its second round never waits for a batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import Counter
@@ -37,14 +42,18 @@ from typing import Any
 
 from synth.generators.base import (
     NO_EXAMPLES,
+    SOLUTION,
+    TESTS,
     Examples,
     FormatState,
     Task,
     response_format,
+    schema_of,
 )
 from synth.generators.judge import Verdict, parse_verdict
 from synth.generators.memory import ExampleMemory, Outcome, make_case
-from synth.generators.parsing import Reject
+from synth.generators.parsing import Reject, parse_reply
+from synth.generators.verifystep import ORACLE_TEMPLATE, Check, VerifyStep
 from synth.llm.client import Completion, LLMClient, LLMRequestFailed, Message, SamplingParams
 from synth.pipeline import AsyncStage
 from synth.prompts import Prompts
@@ -54,12 +63,19 @@ log = logging.getLogger("synth")
 
 LOOP_TEMPLATES = "_loop"
 LOOP_PARTS = ("revise", "reread")  # rendered by the stage itself, not included by a task
+RESPOND_TEMPLATE = "respond"  # one more solution + tests for an instruction (--responses K)
+RESPOND_FIELDS = (SOLUTION, TESTS)
+#: --responses K samples each extra response at least this hot (greedy would give K copies).
+RESPONSE_TEMPERATURE = 0.7
 
 
 def template_hash(prompts: Prompts, task: Task) -> str:
     """The hash of every template a record of ``task`` can be prompted with."""
-    return prompts.template_hash(task.template,
-                                 tuple(f"{LOOP_TEMPLATES}/{part}.j2" for part in LOOP_PARTS))
+    extra = tuple(f"{LOOP_TEMPLATES}/{part}.j2" for part in LOOP_PARTS)
+    if task.verifiable:  # a verified sample may also be shaped by these
+        extra += tuple(f"{t}/{part}.j2" for t in (RESPOND_TEMPLATE, ORACLE_TEMPLATE)
+                       for part in ("system", "user"))
+    return prompts.template_hash(task.template, extra)
 
 
 def _rejects_response_format(exc: LLMRequestFailed) -> bool:
@@ -144,12 +160,14 @@ class TaskStage(AsyncStage):
         discriminate: run the discriminator loop; False is one generator call per record.
         max_rounds: generator–discriminator rounds per record.
         seed: seeds per-record choices (translate's target, evol's method).
+        verify: the execution step for code tasks (None: ``--verify off``).
     """
 
     def __init__(self, tasks: Task | Mapping[str, Task], client: LLMClient, prompts: Prompts,
                  params: SamplingParams, answer_format: str = "auto", window: int | None = None,
                  first_dialect: str = "json_schema", memory: ExampleMemory | None = None,
-                 discriminate: bool = True, max_rounds: int = 2, seed: int = 0) -> None:
+                 discriminate: bool = True, max_rounds: int = 2, seed: int = 0,
+                 verify: VerifyStep | None = None) -> None:
         super().__init__(window or max(2 * client.config.concurrency, 1))
         if max_rounds < 1:
             raise ValueError("max_rounds must be >= 1")
@@ -164,7 +182,9 @@ class TaskStage(AsyncStage):
         self.params = params
         self.memory = memory
         self.discriminate = discriminate
-        self.max_rounds = max_rounds if discriminate else 1
+        self.verify = verify
+        gating = verify is not None and verify.require
+        self.max_rounds = max_rounds if discriminate or gating else 1
         self.seed = seed
         self.formats = {name: FormatState.from_option(answer_format, t.schema, first_dialect)
                         for name, t in self.tasks.items()}
@@ -172,6 +192,9 @@ class TaskStage(AsyncStage):
             name: FormatState.from_option(answer_format, t.judge_schema, first_dialect)
             for name, t in self.tasks.items()}
         self.template_hashes = {name: template_hash(prompts, t) for name, t in self.tasks.items()}
+        self.respond_schema = schema_of(RESPOND_FIELDS)
+        self.respond_format = FormatState.from_option(answer_format, self.respond_schema,
+                                                      first_dialect)
         self.counters = LoopStats()
         self._seqs: dict[int, int] = {}
         if memory is not None:
@@ -185,6 +208,8 @@ class TaskStage(AsyncStage):
     def bind(self, ctx: Any) -> None:
         super().bind(ctx)
         ctx.stats.extra["discriminator"] = self.counters.to_json
+        if self.verify is not None:
+            ctx.stats.extra["verify"] = self.verify.to_json
 
     def run(self, records: Iterator[Record]) -> Iterator[Record]:
         return super().run(self._numbered(records))
@@ -228,6 +253,8 @@ class TaskStage(AsyncStage):
         reread: tuple[str, str] | None = None  # (unreadable verdict, what was wrong with it)
         rejected: tuple[dict[str, str], Verdict] | None = None  # last rejected instance
         failure = Reject("", "")
+        last_check: Check | None = None  # the verify step's verdict on the latest sample
+        critiqued = False  # the latest revise prompt carried an execution failure
         try:
             for r in range(1, self.max_rounds + 1):
                 entry: dict[str, Any] = {"round": r}
@@ -247,11 +274,28 @@ class TaskStage(AsyncStage):
                         record.meta["parse_error"] = parsed.detail
                         failure = parsed
                         revise = (gen.completion.text, {"error": parsed.detail or parsed.reason})
+                        critiqued = False  # a fix counts only in the round right after
                         continue
                     record.meta.pop("parse_error", None)
+                    if self.verify is not None and task.verifiable:
+                        check = await self._verify(task, record, sample, entry, critiqued)
+                        last_check = check
+                        critiqued = False
+                        if not check.ok and check.gate and self.verify.require:
+                            self._round_over(counters, entry, "verify_failed")
+                            # code that fails its own tests is a bad case, the failure its why
+                            outcomes.append(Outcome(task.name, "bad", 1.0, make_case(
+                                task, record, [{"rule": "tests_pass", "text": "The code passes "
+                                                "its own tests.",
+                                                "reason": check.critique[:400]}])))
+                            failure = Reject(check.reason, check.critique)
+                            revise = (gen.completion.text, {"execution": check.critique})
+                            critiqued = True
+                            continue
                     if not self.discriminate:
                         self._round_over(counters, entry, "accepted")
-                        return self._accept(record, counters, r)
+                        return await self._accept_verified(task, record, counters, r,
+                                                           last_check)
                 instance = dict(record.meta.get("instance") or {})
                 if rejected is not None and rejected[0] == instance:
                     # The generator repeated a sample already rejected: same sample, same
@@ -280,7 +324,7 @@ class TaskStage(AsyncStage):
                 if verdict.accepted:
                     self._round_over(counters, entry, "accepted")
                     outcomes.append(Outcome(task.name, "good", 1.0 / r, make_case(task, record)))
-                    return self._accept(record, counters, r)
+                    return await self._accept_verified(task, record, counters, r, last_check)
                 self._round_over(counters, entry, "rejected")
                 problems = _problems(task, verdict)
                 if not entry.get("repeated"):
@@ -296,8 +340,65 @@ class TaskStage(AsyncStage):
             record.meta["llm_error"] = exc.detail
             self._reject(record, counters, exc.reason, exc.detail)
             return None
+        if self.verify is not None and last_check is not None:
+            self.verify.count(task, record, last_check, final=True)
         self._reject(record, counters, failure.reason, failure.detail)
         return None
+
+    async def _verify(self, task: Task, record: Record, sample: int, entry: dict[str, Any],
+                      critiqued: bool) -> Check:
+        """The verify step on the record's current sample; counts a critique that worked."""
+        assert self.verify is not None
+        check = await self.verify.check(
+            task, record, partial(self._responses, task, record, sample),
+            partial(self._oracle_inputs, sample))
+        entry["verify"] = check.to_meta() | {"execution": record.meta.get("execution")}
+        if critiqued:
+            self.verify.counters.critiqued += 1
+            if check.ok:
+                self.verify.counters.fixed_next_round += 1
+        return check
+
+    async def _accept_verified(self, task: Task, record: Record, counters: TaskCounters,
+                               round_: int, check: Check | None) -> Record:
+        if self.verify is not None and check is not None:
+            self.verify.count(task, record, check, final=True)
+            await self.verify.score_mutation(task, record)
+        return self._accept(record, counters, round_)
+
+    async def _responses(self, task: Task, record: Record, sample: int,
+                         n: int) -> list[tuple[str, str] | None]:
+        """``n`` more solutions with tests for the record's instruction (--responses K);
+        each request has its own sample index, so each is cached on its own."""
+        params = replace(self.params, temperature=max(self.params.temperature,
+                                                      RESPONSE_TEMPERATURE))
+
+        async def one(k: int) -> tuple[str, str] | None:
+            params_k = replace(params, seed=(params.seed or 0) + k)
+            gen = await self._ask(self.respond_format, self.respond_schema, "response",
+                                  partial(self._respond_messages, task, record),
+                                  sample * 1000 + k, params_k)
+            if gen.completion.finish_reason != "stop":
+                return None
+            values = parse_reply(gen.completion.text, RESPOND_FIELDS, gen.answer_format)
+            if isinstance(values, Reject):
+                return None
+            return values["solution"], values["tests"]
+
+        return list(await asyncio.gather(*(one(k) for k in range(1, n + 1))))
+
+    def _respond_messages(self, task: Task, record: Record,
+                          answer_format: str) -> list[Message]:
+        variables = task.variables(record, answer_format)
+        variables.update(instruction=record.instruction, information=record.input)
+        return self.prompts.messages(RESPOND_TEMPLATE, **variables)
+
+    async def _oracle_inputs(self, sample: int, seed: str, name: str) -> str:
+        """The LLM's inputs for a seed function (Case2Code); executed on the seed itself."""
+        messages = self.prompts.messages(ORACLE_TEMPLATE, seed=seed, name=name, num_inputs=6)
+        params = replace(self.params, response_format=None)
+        completion = await self.client.complete(messages, params, sample=sample)
+        return completion.text
 
     @staticmethod
     def _round_over(counters: TaskCounters, entry: dict[str, Any], outcome: str) -> None:
@@ -349,7 +450,7 @@ class TaskStage(AsyncStage):
         text = self.prompts.render(
             LOOP_TEMPLATES, "revise", round=round_, max_rounds=self.max_rounds,
             answer_format=answer_format, problems=critique.get("problems", []),
-            error=critique.get("error", ""))
+            error=critique.get("error", ""), execution=critique.get("execution", ""))
         return messages + [{"role": "assistant", "content": previous},
                            {"role": "user", "content": text or ""}]
 
@@ -366,19 +467,19 @@ class TaskStage(AsyncStage):
                            {"role": "user", "content": text or ""}]
 
     async def _ask(self, fmt: FormatState, schema: dict[str, Any] | None, schema_name: str,
-                   build: Callable[[str], list[Message]], sample: int) -> _Exchange:
+                   build: Callable[[str], list[Message]], sample: int,
+                   params: SamplingParams | None = None) -> _Exchange:
         """One call in the dialect in use, moving down the dialects when the endpoint refuses
         a ``response_format``. Raises LLMRequestFailed when the request fails for good."""
         while True:
             dialect = fmt.current
             answer_format = fmt.answer_format
             messages = build(answer_format)
-            params = self.params
+            call = params or self.params
             if answer_format == "json":
-                params = replace(params,
-                                 response_format=response_format(schema, schema_name, dialect))
+                call = replace(call, response_format=response_format(schema, schema_name, dialect))
             try:
-                completion = await self.client.complete(messages, params, sample=sample)
+                completion = await self.client.complete(messages, call, sample=sample)
             except LLMRequestFailed as exc:
                 if (dialect != "sections" and _rejects_response_format(exc)
                         and fmt.fall_back(dialect)):

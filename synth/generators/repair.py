@@ -9,7 +9,7 @@ Writes ``instruction`` = bug report, ``input`` = buggy code, ``response`` = fix 
 
 from __future__ import annotations
 
-from synth.generators.base import INSTRUCTION, SOLUTION, TASK_NAME, Task
+from synth.generators.base import INSTRUCTION, SOLUTION, TASK_NAME, TESTS, Task
 from synth.generators.judge import Rule
 from synth.generators.parsing import Reject, ReplyField, code_of, has_code_block
 from synth.records import Record
@@ -34,8 +34,11 @@ class RepairTask(Task):
     name = "repair"
     template = "repair"
     task_name = "code repair"
-    fields = (TASK_NAME, BUGGY_CODE, INSTRUCTION, SOLUTION)  # the bug first, then its report
+    fields = (TASK_NAME, BUGGY_CODE, INSTRUCTION, SOLUTION, TESTS)  # the bug first, then its report
     rules = RULES
+    verifiable = True
+    test_note = ("The tests must pass on the fixed code, and at least one of them must fail on "
+                 "the buggy code.")
     description = ("Code repair samples (CodeOcean, WaveCoder): a bug report, a buggy variant of "
                    "a snippet of real source code (the input), and the fix with an explanation.")
 

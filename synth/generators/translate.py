@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from synth.errors import ConfigError
-from synth.generators.base import INSTRUCTION, TASK_NAME, Task
+from synth.generators.base import INSTRUCTION, TASK_NAME, TESTS, Task
 from synth.generators.judge import Rule
 from synth.generators.parsing import Reject, ReplyField, has_code_block
 from synth.records import Record
@@ -74,8 +74,10 @@ class TranslateTask(Task):
     name = "translate"
     template = "translate"
     task_name = "code translation"
-    fields = (TASK_NAME, INSTRUCTION, TRANSLATION)
+    fields = (TASK_NAME, INSTRUCTION, TRANSLATION, TESTS)
     rules = RULES
+    verifiable = True
+    test_note = "Test the translation, in the target language."
     description = ("Code translation samples (CodeOcean, WaveCoder): an instruction asking to "
                    "translate a snippet of real source code (the input) into another language, "
                    "and the translation.")
@@ -92,6 +94,12 @@ class TranslateTask(Task):
                           f"the seed is {record.lang} and --to offers no other language")
         record.meta["target_lang"] = random.Random(f"{seed}:{record.id}:to").choice(choices)
         return record
+
+    def test_lang(self, record: Record) -> str:
+        return str(record.meta.get("target_lang") or "")
+
+    def code_lang(self, record: Record) -> str:
+        return self.test_lang(record)
 
     def variables(self, record: Record, answer_format: str) -> dict[str, Any]:
         target = str(record.meta.get("target_lang", ""))
