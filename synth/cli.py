@@ -58,6 +58,17 @@ def _progress() -> Any:
 
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
+SecretsOpt = Annotated[str | None, typer.Option(
+    "--secrets", help="Secrets and personal data (keys, tokens, passwords, private keys, e-mail "
+    "and public IP addresses) in what is read, sent and written: redact (typed placeholders, "
+    "default), drop (leave the seed/row out) or off.")]
+SecretsAllowOpt = Annotated[list[str] | None, typer.Option(
+    "--secrets-allow", help="Path glob never scanned for secrets (test vectors, fixtures). "
+    "Repeatable.")]
+
+
+def _secrets_cli(secrets: str | None, allow: list[str] | None) -> dict[str, Any]:
+    return {"mode": secrets, "allow": tuple(allow) if allow else None}
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -105,6 +116,8 @@ def seeds_extract(
     max_line_chars: Annotated[int, typer.Option(help="Gate: longest line in a seed.")] = 400,
     max_file_bytes: Annotated[int, typer.Option(help="Skip files larger than this.")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Random seed for snippet positions and quotas.")] = 0,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
     from collections import Counter
@@ -125,7 +138,8 @@ def seeds_extract(
                           mode=mode, fn_min_lines=fn_min_lines, fn_max_lines=fn_max_lines,
                           require_doc=require_doc, near_dedup=near_dedup, min_chars=min_chars,
                           max_chars=max_chars, max_line_chars=max_line_chars,
-                          max_file_bytes=max_file_bytes, quota=parse_quota(quota) or {})
+                          max_file_bytes=max_file_bytes, quota=parse_quota(quota) or {},
+                          secrets=secrets or "redact", secrets_allow=tuple(secrets_allow or ()))
         cfg.validate()
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
@@ -202,9 +216,11 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
-    from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
+    from synth.config import GenerateConfig, LLMConfig, SecretsConfig, load_toml, resolve
     from synth.generators.run import generate as run_generate
 
     try:
@@ -225,7 +241,9 @@ def generate(
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
-        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+        secrets_cfg = resolve(SecretsConfig, "secrets", toml,
+                              _secrets_cli(secrets, secrets_allow))
+        stats = run_generate(run_dir, gen, llm, seeds, _progress(), secrets_cfg)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -337,13 +355,17 @@ def decontam(
         help="File of extra generic strings (one per line) the exact method ignores.")] = None,
     no_default_allow: Annotated[bool, typer.Option(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
+    from synth.config import SecretsConfig, resolve
     from synth.filters.decontam import DEFAULT_ALLOW, run_decontam
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
     try:
+        secrets_cfg = resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow))
         allowed = [] if no_default_allow else list(DEFAULT_ALLOW)
         if allow is not None:
             if not allow.exists():
@@ -354,7 +376,7 @@ def decontam(
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
-            progress=_progress())
+            progress=_progress(), secrets=secrets_cfg)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -492,8 +514,14 @@ def seeds_refresh(
     run_dir: RunDir = Path("runs/default"),
     device: Annotated[str | None, typer.Option(
         help="torch device for the embedder and the coreset.")] = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
-    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset."""
+    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset.
+
+    --secrets/--secrets-allow default to what the extraction used (its manifest); they apply to
+    new and changed files (unchanged files keep their seeds as they are).
+    """
     from collections import Counter
 
     from synth.seeds.refresh import refresh
@@ -507,15 +535,18 @@ def seeds_refresh(
             if bar is not None:
                 bar.start()
             try:
-                report = refresh(run_dir, counts, device=device, on_embed=on_embed)
+                report = refresh(run_dir, counts, device=device, on_embed=on_embed,
+                                 secrets=secrets,
+                                 secrets_allow=tuple(secrets_allow) if secrets_allow else None)
             finally:
                 if bar is not None:
                     bar.stop()
     except SynthError as exc:
         raise fail(exc) from exc
     files = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()))
+    found = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if "secret" in k)
     typer.echo(f"seeds: added {report.added}, removed {report.removed}, kept {report.kept} "
-               f"(files: {files})")
+               f"(files: {files})" + (f"; secrets: {found}" if found else ""))
     c = report.coreset
     if c is not None:
         what = "unchanged" if not c.changed else (
@@ -566,11 +597,13 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
 
 def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
                  score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
-                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any]) -> None:
+                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
+                 secrets_cli: dict[str, Any] | None = None) -> None:
     from synth.config import (
         LLMConfig,
         SandboxConfig,
         ScoreConfig,
+        SecretsConfig,
         SelectConfig,
         load_toml,
         resolve,
@@ -584,7 +617,9 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
                   if select_cli is not None else None)
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
-        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress())
+        secrets = resolve(SecretsConfig, "secrets", toml, secrets_cli or {})
+        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
+                            secrets)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -630,12 +665,15 @@ def score(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
     _run_filters("score", input, run_dir, config,
                  _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 _secrets_cli(secrets, secrets_allow))
 
 
 @app.command()
@@ -651,11 +689,14 @@ def select(
     embed_response: EmbedResponseOpt = False,
     embedder: EmbedderOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _run_filters("select", input, run_dir, config, None,
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder), {}, {})
+                             embed_response, embedder), {}, {},
+                 _secrets_cli(secrets, secrets_allow))
 
 
 @app.command("filter")
@@ -682,6 +723,8 @@ def filter_(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
     _run_filters("filter", input, run_dir, config,
@@ -689,4 +732,5 @@ def filter_(
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                              embed_response, embedder),
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 _secrets_cli(secrets, secrets_allow))

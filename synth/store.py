@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,9 @@ class RunStore:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
+        # Called on every record before it is stored (kept or rejected): the secrets check
+        # (synth.filters.secrets) redacts in place, so no table holds a finding.
+        self.scrub: Callable[[Record], object] | None = None
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -156,6 +159,8 @@ class RunStore:
     def put_result(self, record: Record, status: str, stage: str | None = None,
                    reason: str | None = None) -> None:
         """Record the fate of one record in the current invocation (kept or rejected)."""
+        if self.scrub is not None:
+            self.scrub(record)
         self.db.execute(
             "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
             "VALUES (?,?,?,?,?,?,?)",

@@ -4,7 +4,10 @@ Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministi
 from the request (a codegen sample, or an accepting verdict for discriminator prompts),
 optionally after ``--delay`` seconds, and appends one line per completion request to ``--log``
 (the sha256 of the request body) so tests can count what the endpoint saw. ``--api-key`` makes
-it answer 401 to any other key.
+it answer 401 to any other key. ``--bodies FILE`` appends every completion request body as is
+(what left synth). ``--leak TOKEN`` puts TOKEN into every generator reply (a model echoing or
+inventing a credential); replies whose prompt hashes to an odd tag are then unparseable prose
+with TOKEN in it, so rejects carry raw output too.
 
 Run: ``python tests/fake_openai.py --port 0 --port-file P`` (the bound port is written to P).
 """
@@ -23,7 +26,7 @@ from typing import Any
 MODEL = "fake-model"
 
 
-def reply_for(body: dict[str, Any]) -> str:
+def reply_for(body: dict[str, Any], leak: str | None = None) -> str:
     """A well-formed answer that depends on the prompt, in the requested shape.
 
     Discriminator requests (their prompt lists ``Rules:``) get a verdict that passes every
@@ -40,6 +43,10 @@ def reply_for(body: dict[str, Any]) -> str:
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:12]
     problem = f"Write a function `f_{tag}` that returns the string '{tag}'."
     solution = f"```python\ndef f_{tag}():\n    return '{tag}'\n```"
+    if leak:
+        if int(tag, 16) % 2:
+            return f"Sorry, I cannot help. By the way the key is {leak}."
+        solution = f"```python\nAPI_KEY = '{leak}'\n\ndef f_{tag}():\n    return '{tag}'\n```"
     rf = body.get("response_format") or {}
     schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
     keys = list(schema.get("properties", {}))
@@ -51,9 +58,12 @@ def reply_for(body: dict[str, Any]) -> str:
 
 
 class FakeServer:
-    def __init__(self, delay: float, log: Path | None, api_key: str | None) -> None:
+    def __init__(self, delay: float, log: Path | None, api_key: str | None,
+                 bodies: Path | None = None, leak: str | None = None) -> None:
         self.delay = delay
         self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
+        self.bodies = open(bodies, "ab", buffering=0) if bodies else None  # noqa: SIM115
+        self.leak = leak
         self.api_key = api_key
         self.created = 1_700_000_000
 
@@ -93,9 +103,11 @@ class FakeServer:
                 return 404, {"error": {"message": f"model {body.get('model')} not found"}}
             if self.log is not None:
                 self.log.write(hashlib.sha256(raw).hexdigest() + "\n")
+            if self.bodies is not None:
+                self.bodies.write(raw + b"\n")
             if self.delay:
                 await asyncio.sleep(self.delay)
-            text = reply_for(body)
+            text = reply_for(body, self.leak)
             return 200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": self.created,
                 "model": MODEL,
@@ -107,8 +119,8 @@ class FakeServer:
 
 
 async def serve(port: int, port_file: Path | None, delay: float, log: Path | None,
-                api_key: str | None) -> None:
-    fake = FakeServer(delay, log, api_key)
+                api_key: str | None, bodies: Path | None = None, leak: str | None = None) -> None:
+    fake = FakeServer(delay, log, api_key, bodies, leak)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     if port_file is not None:
@@ -126,9 +138,12 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--log", type=Path)
     ap.add_argument("--api-key")
+    ap.add_argument("--bodies", type=Path)
+    ap.add_argument("--leak")
     args = ap.parse_args()
     try:
-        asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key))
+        asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key,
+                          args.bodies, args.leak))
     except KeyboardInterrupt:
         pass
 

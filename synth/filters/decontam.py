@@ -184,7 +184,8 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
                  test_fields: Sequence[str] | None = None,
                  string_fields: Sequence[str] | None = None,
                  allow: Sequence[str] = DEFAULT_ALLOW,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None,
+                 secrets: Any = None) -> dict[str, Any]:
     """``synth decontam``: filter an instruction dataset into a run directory.
 
     Reads ``input_path`` (anything :func:`synth.datafiles.read_records` reads); writes the kept
@@ -193,6 +194,7 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
     summary (also returned) to ``RUN/decontam.json``. Outputs are written also when interrupted.
     """
     from synth.datafiles import read_records
+    from synth.filters.secrets import attach, policy_for
     from synth.store import RunStore
 
     unknown = sorted(set(methods) - {"exact", "ngram"})
@@ -216,9 +218,11 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
     with RunStore(Path(run_dir)) as store:
         store.begin("decontam")
         ctx = RunContext(store, progress)
+        policy = policy_for(secrets)
+        attach(policy, ctx)
         interrupted = False
         try:
-            run_stages(read_records(Path(input_path)), stages, ctx)
+            run_stages(policy.rows(read_records(Path(input_path))), stages, ctx)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -11,13 +11,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from synth.config import LLMConfig, SandboxConfig, ScoreConfig, SelectConfig, as_dict
+from synth.config import (
+    LLMConfig,
+    SandboxConfig,
+    ScoreConfig,
+    SecretsConfig,
+    SelectConfig,
+    as_dict,
+)
 from synth.datafiles import read_records
 from synth.errors import InputError
+from synth.filters.secrets import attach, policy_for
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 from synth.store import RunStore
@@ -41,8 +49,13 @@ def input_path(run_dir: Path, given: Path | None) -> Path:
 def run_filters(run_dir: Path, source: Path | None, command: str,
                 score: ScoreConfig | None = None, select: SelectConfig | None = None,
                 llm: LLMConfig | None = None, sandbox: SandboxConfig | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Score and/or select the records of ``source``; returns the stats of ``stats.json``."""
+                progress: Progress | None = None,
+                secrets: SecretsConfig | None = None) -> dict[str, Any]:
+    """Score and/or select the records of ``source``; returns the stats of ``stats.json``.
+
+    Rows are redacted (or, with ``--secrets drop``, left out) as they are read, before any of
+    them reaches a prompt; see :mod:`synth.filters.secrets`.
+    """
     from synth.filters.heuristics import HeuristicScores
 
     path = input_path(run_dir, source)
@@ -58,17 +71,21 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
 
             box = stack.enter_context(Sandbox(sandbox or SandboxConfig()))
         # Read everything before the store opens: RUN/dataset is replaced when we finish.
-        records = list(read_records(path))
+        policy = policy_for(secrets)
+        records = list(policy.rows(read_records(path)))
         store = stack.enter_context(RunStore(run_dir))
         store.begin(command)
         ctx = RunContext(store, progress)
+        attach(policy, ctx)
         stack.callback(ctx.close)
-        config: dict[str, Any] = {"input": str(path), "run_dir": str(run_dir)}
+        config: dict[str, Any] = {"input": str(path), "run_dir": str(run_dir)} | as_dict(
+            secrets or SecretsConfig())
         stages: list[Stage] = []
         if score.heuristics:
             stages.append(HeuristicScores())
         if needs_llm:
-            stages += _llm_stages(stack, ctx, run_dir, score, llm, box, config)
+            stages += _llm_stages(stack, ctx, run_dir, score, llm, box, config,
+                                  policy.reply if policy.on else None)
         if select is not None:
             stages.append(_select_stage(stack, select, run_dir))
             config |= as_dict(select)
@@ -101,7 +118,8 @@ def _select_stage(stack: contextlib.ExitStack, cfg: SelectConfig, run_dir: Path)
 
 
 def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, score: ScoreConfig,
-                llm: LLMConfig, box: Any, config: dict[str, Any]) -> list[Stage]:
+                llm: LLMConfig, box: Any, config: dict[str, Any],
+                secrets_reply: Callable[[str], str] | None = None) -> list[Stage]:
     from synth.filters.scoring import DeitaScores
     from synth.filters.testquality import TestQuality
     from synth.generators.run import _redact, resolve_model
@@ -112,6 +130,7 @@ def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, sco
     prompts = Prompts(score.templates)
     base_url, embedded = stack.enter_context(endpoint(llm.base_url, run_dir))
     client = LLMClient(base_url, llm.model or "", ctx.store, llm, stats=ctx.stats.llm)
+    client.scrub = secrets_reply
     stack.callback(lambda: ctx.loop.run(client.aclose()))
     served = ctx.loop.run(client.list_models())
     client.model = resolve_model(llm.model, served, embedded, base_url)

@@ -19,13 +19,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig, as_dict
+from synth.config import (
+    EMBEDDED_MODEL,
+    GenerateConfig,
+    LLMConfig,
+    SecretsConfig,
+    SeedsConfig,
+    as_dict,
+)
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.base import Task
 from synth.generators.evol import source_record
 from synth.generators.loop import TaskStage, loop_card_section, template_hash
+from synth.filters.secrets import SecretsPolicy, attach, policy_for
 from synth.generators.memory import ExampleMemory
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.server import endpoint
@@ -39,7 +47,8 @@ from synth.store import RunStore
 log = logging.getLogger("synth")
 
 
-def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int) -> Path:
+def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int,
+                 secrets: SecretsPolicy | None = None) -> Path:
     """The seeds file: ``seeds``, else RUN/seeds.jsonl (extracted from the stdlib if absent)."""
     if seeds is not None:
         return seeds
@@ -47,7 +56,9 @@ def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int) -> Path:
     if not path.exists():
         counts: Counter[str] = Counter()
         log.info("no seeds given: extracting seeds from the Python standard library")
-        n = write_seeds(extract_seeds(default_corpus(), SeedsConfig(seed=seed), counts), path)
+        cfg = SeedsConfig(seed=seed) if secrets is None else SeedsConfig(
+            seed=seed, secrets=secrets.mode, secrets_allow=secrets.allow)
+        n = write_seeds(extract_seeds(default_corpus(), cfg, counts), path)
         log.info("wrote %d seeds to %s", n, path)
     return path
 
@@ -80,7 +91,8 @@ def resolve_model(requested: str | None, served: list[str], embedded: bool, base
 
 
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None,
+             secrets: SecretsConfig | None = None) -> dict[str, Any]:
     """Run one ``synth generate`` job; returns the stats written to ``stats.json``.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
@@ -92,6 +104,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
     for task in tasks.values():  # fail on a broken override before starting a server
         template_hash(prompts, task)
     evol = gen.task == "evol"
+    policy = policy_for(secrets)
     if evol and seeds is not None:
         raise ConfigError("--task evol reads --input, not --seeds")
     with RunStore(run_dir) as store:
@@ -99,32 +112,34 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
             input_path = Path(str(gen.input))
             if not input_path.exists():
                 raise InputError(f"--input {input_path} does not exist")
-            records: Iterator[Record] = _evol_records(input_path, gen)
+            records: Iterator[Record] = _evol_records(input_path, gen, policy)
             total = gen.num * gen.samples_per_seed if gen.num is not None else None
             source = {"input": str(input_path)}
         else:
-            seeds_path = ensure_seeds(run_dir, seeds, gen.seed)
+            seeds_path = ensure_seeds(run_dir, seeds, gen.seed, policy)
             available = _count_lines(seeds_path)
             total = (min(gen.num, available) if gen.num is not None else available)
             total *= gen.samples_per_seed
-            records = _task_records(seeds_path, gen, mix)
+            records = _task_records(seeds_path, gen, mix, policy)
             source = {"seeds": str(seeds_path)}
         store.begin("generate")
         ctx = RunContext(store, progress, gen.seed)
         memory = ExampleMemory(store, gen.memory_size, gen.memory_policy, gen.few_shot, gen.seed)
         for path in gen.memory_seed:
-            log.info("memory: %d new cases from %s", memory.seed_from(Path(path), tasks), path)
+            log.info("memory: %d new cases from %s",
+                     memory.seed_from(Path(path), tasks, scrub=policy.rows), path)
         ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(), "block": memory.block,
                                              "lag_waits": memory.waits}
         with endpoint(llm.base_url, run_dir) as (base_url, embedded):
             client = LLMClient(base_url, llm.model or "", store, llm, stats=ctx.stats.llm)
+            attach(policy, ctx, client)
             try:
                 served = ctx.loop.run(client.list_models())
                 client.model = resolve_model(llm.model, served, embedded, base_url)
                 ctx.loop.run(client.check(served))
                 resolved = dataclasses.replace(llm, base_url=_redact(base_url), model=client.model)
-                config = as_dict(gen, resolved) | source | {"run_dir": str(run_dir),
-                                                            "tasks": task_options(tasks)}
+                config = as_dict(gen, resolved, secrets or SecretsConfig()) | source | {
+                    "run_dir": str(run_dir), "tasks": task_options(tasks)}
                 if mix is not None:
                     config["mix"] = mix
                 params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p,
@@ -161,15 +176,15 @@ def _description(tasks: dict[str, Task], mix: dict[str, float] | None) -> str:
         f"- {name} ({mix[name]:.0%}): {task.description}" for name, task in tasks.items())
 
 
-def _task_records(seeds_path: Path, gen: GenerateConfig,
-                  mix: dict[str, float] | None) -> Iterator[Record]:
-    for seed in sample_seeds(read_seeds(seeds_path), gen.num, gen.seed):
+def _task_records(seeds_path: Path, gen: GenerateConfig, mix: dict[str, float] | None,
+                  policy: SecretsPolicy) -> Iterator[Record]:
+    for seed in policy.seeds(sample_seeds(read_seeds(seeds_path), gen.num, gen.seed)):
         task = choose_task(mix, gen.seed, seed.id) if mix is not None else gen.task
         for sample in range(gen.samples_per_seed):
             yield seed.for_task(task, sample)
 
 
-def _evol_records(path: Path, gen: GenerateConfig) -> Iterator[Record]:
-    for row in sample_seeds(read_records(path), gen.num, gen.seed):
+def _evol_records(path: Path, gen: GenerateConfig, policy: SecretsPolicy) -> Iterator[Record]:
+    for row in sample_seeds(policy.rows(read_records(path)), gen.num, gen.seed):
         for sample in range(gen.samples_per_seed):
             yield source_record(row, sample)

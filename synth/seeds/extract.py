@@ -28,6 +28,7 @@ from typing import Any
 
 from synth.config import SeedsConfig
 from synth.errors import InputError
+from synth.filters.secrets import SeedScrubber
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_source_files
 from synth.seeds.dedup import Deduper
@@ -67,7 +68,13 @@ def snippets_from_file(source: SourceFile, cfg: SeedsConfig) -> Iterator[Record]
 
 def units_from_file(source: SourceFile, cfg: SeedsConfig,
                     counts: Counter[str]) -> Iterator[Record]:
-    """The seeds of one file in ``cfg.mode`` that pass the quality gates (not yet deduped)."""
+    """The seeds of one file in ``cfg.mode`` that pass the quality gates (not yet deduped).
+
+    Secrets and personal data are redacted (or the seed dropped) before anything else sees the
+    seed, so ids, dedup and everything downstream work on the redacted text.
+    """
+    scrub = SeedScrubber.for_file(source, cfg.secrets, cfg.secrets_allow, counts)
+    source = scrub.source
     if cfg.mode == "window":
         records: Iterable[Record] = snippets_from_file(source, cfg)
     else:
@@ -80,6 +87,9 @@ def units_from_file(source: SourceFile, cfg: SeedsConfig,
     for record in records:
         if not record.seed.strip():
             counts["drop_blank"] += 1
+            continue
+        record = scrub(record)
+        if record is None:
             continue
         reason = gate(record.seed, record.lang, cfg)
         if reason is not None:
