@@ -5,7 +5,7 @@ seed, every row read with ``-i`` and every LLM reply goes through one :class:`Se
 (``--secrets redact|drop|off``, default ``redact``):
 
 - secrets: the regex plugins of ``detect-secrets`` (Yelp, PyPI 1.5.0) used as a library: AWS
-  keys, Azure storage keys, GitHub/GitLab/Slack/Stripe/OpenAI/SendGrid/npm/PyPI/Twilio tokens,
+  keys, Azure storage keys, GitHub/GitLab/Slack/Stripe/OpenAI/SendGrid/npm/PyPI tokens,
   JWTs (formally valid ones only), basic-auth passwords in URLs, its keyword detector
   (``password = "..."``, ``api_key: ...``); plus our own patterns for what it lacks: PEM private
   key blocks (whole block → one placeholder, also with literal ``\\n`` as in GCP service-account
@@ -61,7 +61,6 @@ PLACEHOLDERS: dict[str, str] = {
     "sendgrid_key": "<API_KEY>",
     "npm_token": "<API_KEY>",
     "pypi_token": "<API_KEY>",
-    "twilio_key": "<API_KEY>",
     "gcp_api_key": "<API_KEY>",
     "jwt": "<TOKEN>",
     "private_key": "<PRIVATE_KEY>",
@@ -92,49 +91,51 @@ class Finding:
         return PLACEHOLDERS[self.kind]
 
 
-def _plugins() -> list[tuple[str, re.Pattern[str], Any]]:
-    """(kind, trigger, plugin) for the detect-secrets regex plugins we use as they are."""
-    from detect_secrets.plugins.aws import AWSKeyDetector
-    from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-    from detect_secrets.plugins.github_token import GitHubTokenDetector
-    from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-    from detect_secrets.plugins.jwt import JwtTokenDetector
-    from detect_secrets.plugins.npm import NpmDetector
-    from detect_secrets.plugins.openai import OpenAIDetector
-    from detect_secrets.plugins.pypi_token import PypiTokenDetector
-    from detect_secrets.plugins.sendgrid import SendGridDetector
-    from detect_secrets.plugins.slack import SlackDetector
-    from detect_secrets.plugins.stripe import StripeDetector
-    from detect_secrets.plugins.twilio import TwilioKeyDetector
-
-    return [
-        ("aws_access_key", re.compile(r"A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA|(?i:aws)"),
-         AWSKeyDetector()),
-        ("azure_storage_key", re.compile("AccountKey="), AzureStorageKeyDetector()),
-        ("github_token", re.compile("gh[pousr]_"), GitHubTokenDetector()),
-        ("gitlab_token", re.compile(r"gl[a-z]{2,6}-|GR1348941"), GitLabTokenDetector()),
-        ("slack_token", re.compile(r"(?i:xox[abposr]-)|hooks\.slack\.com"), SlackDetector()),
-        ("stripe_key", re.compile("k_live_"), StripeDetector()),
-        ("openai_key", re.compile("T3BlbkFJ"), OpenAIDetector()),
-        ("sendgrid_key", re.compile(r"SG\."), SendGridDetector()),
-        ("npm_token", re.compile("_authToken"), NpmDetector()),
-        ("pypi_token", re.compile("pypi-AgE"), PypiTokenDetector()),
-        ("twilio_key", re.compile(r"\b(?:AC|SK)[a-z0-9]{32}\b"), TwilioKeyDetector()),
-        ("jwt", re.compile("eyJ"), JwtTokenDetector()),
-    ]
-
-
-# Substrings without which no detector can fire: one C-speed search decides whether a text
-# needs a closer look (most code does not).
-_TRIGGER = re.compile(
-    r"A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA|AccountKey=|gh[pousr]_|gl[a-z]{2,6}-|GR1348941|xox[abposr]-"
-    r"|hooks\.slack|k_live_|T3BlbkFJ|SG\.|_authToken|pypi-AgE|\b(?:AC|SK)[a-z0-9]{32}|eyJ"
-    r"|PRIVATE KEY|AIza|://[^\s/@]*:[^\s/@]*@|@|\d\.\d{1,3}\.\d{1,3}\.\d|[0-9a-fA-F]:[0-9a-fA-F]*:"
-    r"|(?i:pass|pwd|secret|token|key|cred|auth|contrase|salt)"
+# (kind, literal triggers, whether they are matched lower-cased, detect-secrets plugin class).
+# The plugin is imported and built on the first text holding a trigger: importing
+# detect-secrets costs ~0.3 s (it pulls in requests for its verify step, which we never use).
+_PLUGINS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    ("aws_access_key", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws"), True, "aws.AWSKeyDetector"),
+    ("azure_storage_key", ("AccountKey=",), False, "azure_storage_key.AzureStorageKeyDetector"),
+    ("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), False,
+     "github_token.GitHubTokenDetector"),
+    ("gitlab_token", ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "GR1348941", "glcbt-",
+                      "glimt-", "glptt-", "glagent-", "gloas-"), False,
+     "gitlab_token.GitLabTokenDetector"),
+    ("slack_token", ("xox", "hooks.slack.com"), True, "slack.SlackDetector"),
+    ("stripe_key", ("k_live_",), False, "stripe.StripeDetector"),
+    ("openai_key", ("T3BlbkFJ",), False, "openai.OpenAIDetector"),
+    ("sendgrid_key", ("SG.",), False, "sendgrid.SendGridDetector"),
+    ("npm_token", ("_authToken",), False, "npm.NpmDetector"),
+    ("pypi_token", ("pypi-AgE",), False, "pypi_token.PypiTokenDetector"),
+    ("jwt", ("eyJ",), False, "jwt.JwtTokenDetector"),
 )
-_KEYWORD_LINE = re.compile(r"(?i)api_?key|auth_?key|service_?key|account_?key|db_?key|"
-                           r"database_?key|priv_?key|private_?key|client_?key|db_?pass|"
-                           r"database_?pass|key_?pass|password|passwd|pwd|secret|contrase")
+
+
+# Every trigger once, flat: a text is checked with one ``in`` per trigger and nothing else.
+_TRIGGERS = tuple((t, lowered, i) for i, (_, trig, lowered, _) in enumerate(_PLUGINS)
+                  for t in trig)
+
+
+@functools.lru_cache(maxsize=None)
+def _plugin(path: str) -> Any:
+    """One detect-secrets plugin instance, e.g. ``aws.AWSKeyDetector``."""
+    import importlib
+
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), name)()
+
+
+_KEYWORD_WORDS = ("key", "pass", "pwd", "secret", "contrase")
+# detect-secrets' keyword DENYLIST, over lower-cased text: its regexes run on matching lines only.
+_KEYWORD_RX = re.compile(r"api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|"
+                         r"priv_?key|private_?key|client_?key|db_?pass|database_?pass|key_?pass|"
+                         r"password|passwd|pwd|secret|contrase")
+# Cheap prefilters, each starting with a literal so the regex engine skips ahead at C speed.
+_AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z]")
+_DOTTED_QUAD = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
+_COLON_GROUP = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
+_QUOTED_LONG = re.compile(r"""['"`]([A-Za-z0-9+/=_\-.~]{16,})['"`]""")
 _PASSWORDISH = re.compile(r"(?i)pass|pwd|contrase")
 
 _PEM_FULL = re.compile(
@@ -157,10 +158,10 @@ _IPV4 = re.compile(
     r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpython)\W{0,5}$")
-# Quoted literals assigned to a key-like name; the value's entropy decides.
-_KEYLIKE_ASSIGN = re.compile(
-    r"(?i)[\w.-]*(?:key|token|secret|passw|pwd|cred|auth|salt|signature)[\w.-]*['\"\]]{0,2}"
-    r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}(['\"`])([A-Za-z0-9+/=_\-.~]{16,})\1")
+# What stands before a quoted literal assigned to a key-like name (its entropy decides).
+_KEYLIKE_BEFORE = re.compile(
+    r"(?i)(?:key|token|secret|passw|pwd|cred|auth|salt|signature)[\w.-]*['\"\]]{0,2}"
+    r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}\Z")
 
 _EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
 _EXAMPLE_TLDS = (".example", ".test", ".invalid", ".localhost", ".local")
@@ -278,20 +279,26 @@ class SecretScanner:
 
     def __init__(self, allow: Sequence[str] = ()) -> None:
         self.allow = tuple(allow)
-        self._plugins = _plugins()
-        # detect-secrets' plugins report through its settings singleton only in analyze_line;
-        # analyze_string (what we call) is pure regex work and never verifies over the network.
+        # We run detect-secrets' plugin regexes ourselves (never analyze_line, which may call
+        # its verify step over the network).
 
     def allowed(self, path: str) -> bool:
         """Whether ``path`` matches an ``--secrets-allow`` glob."""
         return bool(path) and any(fnmatch.fnmatch(path, g) for g in self.allow)
 
     def scan(self, text: str, lang: str = "") -> list[Finding]:
-        """Every finding in ``text``, sorted, without overlaps (the earlier, longer one wins)."""
-        if not text or _TRIGGER.search(text) is None:
+        """Every finding in ``text``, sorted, without overlaps (the earlier, longer one wins).
+
+        Each detector first looks for a literal it cannot match without (``in`` or a regex that
+        starts with a literal: C speed); most code has none of them and costs a few string
+        searches. Broad regexes with case-insensitive alternations or no literal prefix are
+        10-100x slower per byte, so they only ever see the lines or windows that passed.
+        """
+        if not text:
             return []
         found: list[Finding] = []
         add = found.append
+        lower = text.lower()
         if "PRIVATE KEY" in text or "PuTTY" in text:
             for rx in (_PEM_FULL, _PEM_OPEN, _PUTTY):
                 for m in rx.finditer(text):
@@ -301,64 +308,73 @@ class SecretScanner:
                 add(Finding("gcp_api_key", m.start(), m.end()))
         if "@" in text:
             userinfo: list[tuple[int, int]] = []
-            for m in _URL_PASSWORD.finditer(text):
-                userinfo.append(m.span(1)[:1] + m.span(2)[1:])
-                if not _is_reference(m.group(2)):
-                    add(Finding("url_password", m.start(2), m.end(2)))
-            for m in _EMAIL.finditer(text):
-                # ``user:pass@host`` of a URL is a password, not an e-mail address.
-                if _email_ok(m.group(1), m.start(), text) and not any(
-                        a <= m.start() < b for a, b in userinfo):
-                    add(Finding("email", m.start(), m.end()))
-        for m in _IPV4.finditer(text):
-            if _ip_finding(m.group(), text, m.start()):
-                add(Finding("ip_address", m.start(), m.end()))
-        if "::" in text or text.count(":") >= 3:
+            if "://" in text:
+                for m in _URL_PASSWORD.finditer(text):
+                    userinfo.append((m.start(1), m.end(2)))
+                    if not _is_reference(m.group(2)):
+                        add(Finding("url_password", m.start(2), m.end(2)))
+            if _AT_DOMAIN.search(text):
+                for m in _EMAIL.finditer(text):
+                    # ``user:pass@host`` of a URL is a password, not an e-mail address.
+                    if _email_ok(m.group(1), m.start(), text) and not any(
+                            a <= m.start() < b for a, b in userinfo):
+                        add(Finding("email", m.start(), m.end()))
+        if _DOTTED_QUAD.search(text):
+            for m in _IPV4.finditer(text):
+                if _ip_finding(m.group(), text, m.start()):
+                    add(Finding("ip_address", m.start(), m.end()))
+        if _COLON_GROUP.search(text):
             for m in _IPV6.finditer(text):
                 if _ip_finding(m.group(), text, m.start()):
                     add(Finding("ip_address", m.start(), m.end()))
-        for m in _CONN_PASSWORD.finditer(text):
-            if not _is_reference(m.group(1)):
-                add(Finding("connection_password", m.start(1), m.end(1)))
-        self._scan_lines(text, lang, add)
+        if "password" in lower or "pwd" in lower:
+            for m in _CONN_PASSWORD.finditer(text):
+                if not _is_reference(m.group(1)):
+                    add(Finding("connection_password", m.start(1), m.end(1)))
+        if _QUOTED_LONG.search(text):
+            for m in _QUOTED_LONG.finditer(text):
+                value = m.group(1)
+                if _high_entropy(value) and not _is_reference(value) and \
+                        _KEYLIKE_BEFORE.search(text, max(0, m.start() - 80), m.start()):
+                    add(Finding("high_entropy_secret", m.start(1), m.end(1)))
+        self._scan_lines(text, lower, lang, add)
         return _resolve(found)
 
-    def _scan_lines(self, text: str, lang: str, add: Callable[[Finding], None]) -> None:
-        """detect-secrets' plugins and our key-like assignments, on lines that can match."""
-        live = [(kind, trig, p) for kind, trig, p in self._plugins if trig.search(text)]
-        keyword = _KEYWORD_LINE.search(text) is not None
-        keylike = _KEYLIKE_ASSIGN.search(text) is not None
-        if not live and not keyword and not keylike:
+    def _scan_lines(self, text: str, lower: str, lang: str,
+                    add: Callable[[Finding], None]) -> None:
+        """detect-secrets' plugins and keyword regexes, on the lines holding their triggers."""
+        live = {i for t, lowered, i in _TRIGGERS if t in (lower if lowered else text)}
+        for i in sorted(live):
+            kind, trig, lowered, path = _PLUGINS[i]
+            hay = lower if lowered else text
+            lines: set[tuple[int, int]] = set()
+            for t in trig:
+                pos = hay.find(t)
+                while pos >= 0:
+                    lines.add(_line_span(text, pos))
+                    pos = hay.find(t, pos + 1)
+            for start, end in sorted(lines):
+                for s, e, k in _plugin_spans(kind, _plugin(path), text[start:end]):
+                    add(Finding(k, start + s, start + e))
+        if not any(w in lower for w in _KEYWORD_WORDS):
             return
-        groups = _keyword_groups(lang) if keyword else None
-        offset = 0
-        for line in text.splitlines(keepends=True):
-            for kind, trig, plugin in live:
-                if trig.search(line) is None:
-                    continue
-                for start, end, k in _plugin_spans(kind, plugin, line):
-                    add(Finding(k, offset + start, offset + end))
-            if groups is not None and _KEYWORD_LINE.search(line):
-                # detect-secrets' KeywordDetector regexes for this file type, run here rather
-                # than through analyze_string because we need the value's position.
-                for rx, group in groups.items():
-                    for m in rx.finditer(line):
-                        value = m.group(group)
-                        if not value:
-                            continue
-                        quoted = m.start(group) > 0 and line[m.start(group) - 1] in "'\"`"
-                        if _keyword_ok(value, quoted):
-                            key = m.group(0)[:m.start(group) - m.start(0)]
-                            k = "password" if _PASSWORDISH.search(key) else "secret"
-                            end = m.start(group) + len(value.rstrip())
-                            add(Finding(k, offset + m.start(group), offset + end))
-            if keylike:
-                for m in _KEYLIKE_ASSIGN.finditer(line):
-                    value = m.group(2)
-                    if _high_entropy(value) and not _is_reference(value):
-                        add(Finding("high_entropy_secret", offset + m.start(2),
-                                    offset + m.end(2)))
-            offset += len(line)
+        spans = sorted({_line_span(text, m.start()) for m in _KEYWORD_RX.finditer(lower)})
+        groups = _keyword_groups(lang) if spans else {}
+        for start, end in spans:
+            line = text[start:end]
+            # detect-secrets' KeywordDetector regexes for this file type, run here rather than
+            # through analyze_string because we need the value's position.
+            for rx, group in groups.items():
+                for m in rx.finditer(line):
+                    value = m.group(group)
+                    if not value:
+                        continue
+                    quoted = m.start(group) > 0 and line[m.start(group) - 1] in "'\"`"
+                    if _keyword_ok(value, quoted):
+                        key = m.group(0)[:m.start(group) - m.start(0)]
+                        k = "password" if _PASSWORDISH.search(key) else "secret"
+                        vend = m.start(group) + len(value.rstrip())
+                        add(Finding(k, start + m.start(group), start + vend))
 
     def redact(self, text: str, lang: str = "") -> tuple[str, Counter[str]]:
         """``text`` with every finding replaced by its placeholder, and the counts per kind."""
@@ -366,6 +382,12 @@ class SecretScanner:
         if not findings:
             return text, Counter()
         return apply(text, findings), Counter(f.kind for f in findings)
+
+
+def _line_span(text: str, pos: int) -> tuple[int, int]:
+    """[start, end) of the line holding ``pos`` (without its newline)."""
+    end = text.find("\n", pos)
+    return text.rfind("\n", 0, pos) + 1, len(text) if end < 0 else end
 
 
 _TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=]*")
@@ -398,9 +420,14 @@ def _plugin_spans(kind: str, plugin: Any, line: str) -> Iterator[tuple[int, int,
                 yield start, end, k
 
 
+# Kinds a specific detector should win against when both cover the same span.
+_GENERIC = frozenset({"high_entropy_secret", "secret", "password"})
+
+
 def _resolve(found: list[Finding]) -> list[Finding]:
-    """Sorted findings without overlaps: the earliest wins, then the longest."""
-    found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+    """Sorted findings without overlaps: the earliest wins, then the longest, then the most
+    specific (a GitHub token assigned to ``token = "..."`` is a github_token)."""
+    found.sort(key=lambda f: (f.start, -(f.end - f.start), f.kind in _GENERIC))
     out: list[Finding] = []
     end = -1
     for f in found:
