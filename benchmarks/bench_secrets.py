@@ -69,8 +69,9 @@ def bench_stdlib(repeats: int, sample: int) -> None:
     print(f"| off | {off:.2f} | {c_off:.2f} | {len(seeds_off)} | - | - |")
     print(f"| redact | {red:.2f} | {c_red:.2f} | {len(seeds_red)} | {len(changed)} | "
           f"{len(changed) / max(1, len(seeds_red)):.2%} |")
-    print(f"\nadded: wall {red - off:+.2f} s ({(red - off) / off:+.1%}), CPU {c_red - c_off:+.2f} s "
-          f"({(c_red - c_off) / c_off:+.1%}); first redact run (with the import): wall "
+    print(f"\nadded: wall {red - off:+.2f} s ({(red - off) / off:+.1%}), "
+          f"CPU {c_red - c_off:+.2f} s ({(c_red - c_off) / c_off:+.1%}); "
+          f"first redact run (with the import): wall "
           f"{times['redact'][0]:.2f} s; kinds found: {json.dumps(dict(sorted(kinds.items())))}")
     by_key = {(s.meta["provenance"]["path"], s.meta["provenance"]["start_line"]): s
               for s in seeds_off}
@@ -138,7 +139,7 @@ def bench_planted() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("stdlib", "dataset", "planted"))
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--sample", type=int, default=15)
     args = ap.parse_args()

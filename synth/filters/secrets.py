@@ -117,7 +117,7 @@ _TRIGGERS = tuple((t, lowered, i) for i, (_, trig, lowered, _) in enumerate(_PLU
                   for t in trig)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plugin(path: str) -> Any:
     """One detect-secrets plugin instance, e.g. ``aws.AWSKeyDetector``."""
     import importlib
@@ -453,10 +453,10 @@ def redact_blocks_keep_lines(text: str) -> tuple[str, int]:
     """Whole-file pass: each private key block becomes one placeholder plus the same number of
     newlines, so line numbers (and the windows drawn from them) stay as they were and no window
     can start inside a block and carry its base64 body out."""
-    if "PRIVATE KEY" not in text and "PuTTY" not in text:
-        return text, 0
+    if "PRIVATE KEY" not in text:  # one C-speed pass over the whole file; PuTTY files are
+        return text, 0             # not code (the per-seed scan still catches them)
     spans = _resolve([Finding("private_key", m.start(), m.end())
-                      for rx in (_PEM_FULL, _PEM_OPEN, _PUTTY) for m in rx.finditer(text)])
+                      for rx in (_PEM_FULL, _PEM_OPEN) for m in rx.finditer(text)])
     if not spans:
         return text, 0
     parts: list[str] = []

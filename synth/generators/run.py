@@ -29,11 +29,11 @@ from synth.config import (
 )
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
+from synth.filters.secrets import SecretsPolicy, attach, policy_for
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.base import Task
 from synth.generators.evol import source_record
 from synth.generators.loop import TaskStage, loop_card_section, template_hash
-from synth.filters.secrets import SecretsPolicy, attach, policy_for
 from synth.generators.memory import ExampleMemory
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.server import endpoint
