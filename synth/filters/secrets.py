@@ -163,7 +163,10 @@ _KEYLIKE_BEFORE = re.compile(
     r"(?i)(?:key|token|secret|passw|pwd|cred|auth|salt|signature)[\w.-]*['\"\]]{0,2}"
     r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}\Z")
 
-_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
+# Domains of made-up addresses in docs and tutorials (RFC 2606 ones and the usual stand-ins).
+_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net", "localhost", "email.com",
+                    "domain.com", "sample.com", "test.com", "yourdomain.com", "mydomain.com",
+                    "company.com", "yourcompany.com")
 _EXAMPLE_TLDS = (".example", ".test", ".invalid", ".localhost", ".local")
 _KNOWN_PUBLIC_IPS = frozenset({"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9",
                                "208.67.222.222", "208.67.220.220"})
@@ -200,10 +203,22 @@ def _high_entropy(value: str) -> bool:
     return _shannon(value, _B64) > 4.5 if len(value) >= 32 else _shannon(value, _B64) > 4.0
 
 
+# Stand-ins people write where a secret goes: ``your_api_key``, ``my-token-here`` (only without
+# digits: ``my_db_pw_2024`` may be real), and the classic fakes ``mypassword123``, ``abc123``.
+_STAND_IN = re.compile(
+    r"(?i)(?:your|my|the|some|test|dummy|sample|example|fake|placeholder|insert|enter|put)"
+    r"[\w-]*|[\w-]*(?:here|placeholder|example)|[\w-]*(?:password|passwd|api_?key|secret|token)"
+    r"[\w-]*|foo\w*|bar\w*")
+_CLASSIC_FAKE = re.compile(r"(?i)(?:my|your)?pass(?:word)?\d*|abc(?:def)?123\d*|12345\d*|"
+                           r"qwerty\d*|secret\d*|test\d*|admin\d*|letmein\d*")
+
+
 def _is_reference(value: str) -> bool:
     """A template reference or placeholder rather than a literal secret."""
     v = value.strip()
     return (not v or v.lower() in _DUMMY_VALUES or v in _PLACEHOLDER_VALUES
+            or (_STAND_IN.fullmatch(v) is not None and not any(c.isdigit() for c in v))
+            or _CLASSIC_FAKE.fullmatch(v) is not None
             or v[0] in "$%{<[(*" or v.startswith(("os.", "env", "process.", "getenv"))
             or "{" in v or "}" in v or v.endswith(("(", ")")) or set(v) <= set("*x.-_#•X"))
 
@@ -217,7 +232,8 @@ def _keyword_ok(value: str, quoted: bool) -> bool:
         return True
     # Unquoted (config files, env assignments): an identifier or dotted name is code, not a
     # password; a real value mixes letters with digits or symbols.
-    if re.fullmatch(r"[A-Za-z_][\w.]*", v) or not re.search(r"[\d\W_]", v):
+    if re.fullmatch(r"[A-Za-z_][\w.]*", v) or not re.search(r"[\d\W_]", v) \
+            or re.search(r"[()\[\]$]", v):
         return False
     return bool(re.search(r"[A-Za-z]", v)) or len(v) >= 8
 
@@ -544,8 +560,13 @@ class SecretsPolicy:
             new.meta.update({k: v for k, v in record.meta.items() if k != "provenance"})
             yield new
 
-    def scrub_record(self, record: Any, where: str = "records") -> Counter[str]:
-        """Redact every text field of ``record`` and every string in its meta, in place."""
+    def scrub_record(self, record: Any, where: str = "records",
+                     meta: bool = True) -> Counter[str]:
+        """Redact every text field of ``record`` and every string in its meta, in place.
+
+        ``meta=False`` (rows read from a dataset) scans only the unknown columns
+        (``meta['extra']``), not synth's own bookkeeping (source path, row number).
+        """
         found: Counter[str] = Counter()
         if not self.on:
             return found
@@ -556,7 +577,10 @@ class SecretsPolicy:
                 if c:
                     setattr(record, name, out)
                     found += c
-        record.meta = _scrub_tree(record.meta, self.scanner, found)
+        if meta:
+            record.meta = _scrub_tree(record.meta, self.scanner, found)
+        elif "extra" in record.meta:
+            record.meta["extra"] = _scrub_tree(record.meta["extra"], self.scanner, found)
         if found:
             self.count(where, found)
             self.redacted[where] += 1
@@ -583,7 +607,7 @@ class SecretsPolicy:
             if self.allow and self.allowed_path(path):
                 yield record
                 continue
-            found = self.scrub_record(record, where)
+            found = self.scrub_record(record, where, meta=False)
             if found and self.mode == "drop":
                 self.dropped[where] += 1
                 continue
