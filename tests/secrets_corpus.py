@@ -188,6 +188,7 @@ PLANTED: list[tuple[str, str, str]] = [
     ("connection_password", CONN_PASSWORD, "jvm/Config.java"),
     ("email", EMAILS[0], "app/settings.py"),
     ("email", EMAILS[1], "web/client.js"),
+    ("email", EMAILS[1], "ops/deploy.sh"),
     ("email", EMAILS[2], "jvm/Config.java"),
     ("email", EMAILS[3], "svc/main.go"),
     ("email", "deployer@acme-prod.iam.gserviceaccount.com", "app/service_account.py"),

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import FakeEndpoint
 from secrets_corpus import DATASET_PLANTED, DATASET_ROWS, KEEP, LEAK, PLANTED, write_corpus
 
@@ -40,6 +41,7 @@ def files_under(*dirs: Path) -> list[Path]:
     return [p for d in dirs for p in d.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow  # four CLI runs: ~10 s on an idle machine
 def test_planted_secrets_never_leave(tmp_path: Path,
                                      fake_server: Callable[..., FakeEndpoint]) -> None:
     corpus = write_corpus(tmp_path / "corpus")

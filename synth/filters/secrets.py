@@ -113,8 +113,8 @@ _PLUGINS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
 
 
 # Every trigger once, flat: a text is checked with one ``in`` per trigger and nothing else.
-_TRIGGERS = tuple((t, lowered, i) for i, (_, trig, lowered, _) in enumerate(_PLUGINS)
-                  for t in trig)
+_TRIGGERS = tuple((t.lower() if lowered else t, lowered, i)
+                  for i, (_, trig, lowered, _) in enumerate(_PLUGINS) for t in trig)
 
 
 @functools.cache
@@ -157,7 +157,7 @@ _EMAIL = re.compile(
 _IPV4 = re.compile(
     r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpython)\W{0,5}$")
+_VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpython)[\W_]{0,6}$")
 # What stands before a quoted literal assigned to a key-like name (its entropy decides).
 _KEYLIKE_BEFORE = re.compile(
     r"(?i)(?:key|token|secret|passw|pwd|cred|auth|salt|signature)[\w.-]*['\"\]]{0,2}"
@@ -365,6 +365,7 @@ class SecretScanner:
             hay = lower if lowered else text
             lines: set[tuple[int, int]] = set()
             for t in trig:
+                t = t.lower() if lowered else t
                 pos = hay.find(t)
                 while pos >= 0:
                     lines.add(_line_span(text, pos))
@@ -680,7 +681,10 @@ class SeedScrubber:
             self.counts["drop_secrets"] += 1
             return None
         findings = self.scanner.scan(record.seed, record.lang)
-        if not findings:
+        # Key blocks were replaced in the whole file already (and counted there); the seeds
+        # that hold one record it in their provenance too.
+        blocks = record.seed.count(PLACEHOLDERS["private_key"]) if self.blocks else 0
+        if not findings and not blocks:
             return record
         found = Counter(f.kind for f in findings)
         for kind, n in found.items():
@@ -689,6 +693,8 @@ class SeedScrubber:
             self.counts["drop_secrets"] += 1
             return None
         self.counts["secrets_redacted"] += 1
+        if blocks:
+            found["private_key"] += blocks
         prov = dict(record.meta["provenance"], secrets=dict(sorted(found.items())))
         return type(record).from_seed(apply(record.seed, findings), record.lang, prov)
 
