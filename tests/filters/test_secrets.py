@@ -181,3 +181,39 @@ def test_bad_mode_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="--secrets"):
         SecretsPolicy("maybe")
+
+
+def test_refresh_redacts_new_files_like_extract(tmp_path) -> None:
+    import json
+    from pathlib import Path
+
+    from synth.config import SeedsConfig
+    from synth.seeds.extract import FileIndex, extract_seeds, write_manifest, write_seeds
+    from synth.seeds.refresh import refresh
+
+    corpus = tmp_path / "src"
+    corpus.mkdir()
+    (corpus / "a.py").write_text("def add(a, b):\n    return a + b\n", encoding="utf-8")
+    run = tmp_path / "run"
+    cfg = SeedsConfig(mode="file")
+    counts: Counter[str] = Counter()
+    index = FileIndex(run)
+    write_seeds(extract_seeds([corpus], cfg, counts, (), index), run / "seeds.jsonl")
+    index.commit()
+    write_manifest(run, [corpus], [], cfg, counts)
+    leaked = "ops@acme-corp.com"
+    (corpus / "b.py").write_text(f"OWNER = '{leaked}'\n\ndef owner():\n    return OWNER\n",
+                                 encoding="utf-8")
+    counts = Counter()
+    report = refresh(Path(run), counts)
+    assert report.added == 1
+    text = (run / "seeds.jsonl").read_text(encoding="utf-8")
+    assert leaked not in text and "<EMAIL>" in text
+    assert counts["secret_email"] == 1
+    rows = [json.loads(x) for x in text.splitlines()]
+    assert [r["provenance"].get("secrets") for r in rows] == [None, {"email": 1}]
+    # --secrets off on a refresh applies to new and changed files only.
+    (corpus / "c.py").write_text(f"X = '{leaked}'\n\ndef x():\n    return X\n",
+                                 encoding="utf-8")
+    refresh(Path(run), Counter(), secrets="off")
+    assert (run / "seeds.jsonl").read_text(encoding="utf-8").count(leaked) == 1
