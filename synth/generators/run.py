@@ -185,6 +185,7 @@ def _task_records(seeds_path: Path, gen: GenerateConfig, mix: dict[str, float] |
 
 
 def _evol_records(path: Path, gen: GenerateConfig, policy: SecretsPolicy) -> Iterator[Record]:
-    for row in sample_seeds(policy.rows(read_records(path)), gen.num, gen.seed):
+    # Sampled first: a --num 100 run over a large dataset scans 100 rows, not all of them.
+    for row in policy.rows(sample_seeds(read_records(path), gen.num, gen.seed)):
         for sample in range(gen.samples_per_seed):
             yield source_record(row, sample)

@@ -217,3 +217,24 @@ def test_refresh_redacts_new_files_like_extract(tmp_path) -> None:
                                  encoding="utf-8")
     refresh(Path(run), Counter(), secrets="off")
     assert (run / "seeds.jsonl").read_text(encoding="utf-8").count(leaked) == 1
+
+
+def test_score_input_rows_are_redacted_before_anything_is_written(tmp_path) -> None:
+    import json
+
+    from secrets_corpus import DATASET_PLANTED, DATASET_ROWS
+
+    from synth.config import SecretsConfig
+    from synth.filters.run import run_filters
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in DATASET_ROWS), encoding="utf-8")
+    run = tmp_path / "run"
+    stats = run_filters(run, data, "score", secrets=SecretsConfig())
+    assert stats["secrets"]["found"]["input"] == dict(Counter(k for k, _ in DATASET_PLANTED))
+    blob = b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file())
+    for _, value in DATASET_PLANTED:
+        assert value.encode() not in blob
+    assert b"<PASSWORD>" in blob
+    dropped = run_filters(tmp_path / "run2", data, "score", secrets=SecretsConfig("drop"))
+    assert dropped["kept"] == 1 and dropped["secrets"]["dropped"] == {"input": 2}
