@@ -115,6 +115,9 @@ _PLUGINS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
 # Every trigger once, flat: a text is checked with one ``in`` per trigger and nothing else.
 _TRIGGERS = tuple((t.lower() if lowered else t, lowered, i)
                   for i, (_, trig, lowered, _) in enumerate(_PLUGINS) for t in trig)
+# One search each decides whether any trigger is there at all (most texts: none).
+_ANY_TRIGGER = re.compile("|".join(re.escape(t) for t, lowered, _ in _TRIGGERS if not lowered))
+_ANY_TRIGGER_LOWER = re.compile("|".join(re.escape(t) for t, lowered, _ in _TRIGGERS if lowered))
 
 
 @functools.cache
@@ -359,7 +362,9 @@ class SecretScanner:
     def _scan_lines(self, text: str, lower: str, lang: str,
                     add: Callable[[Finding], None]) -> None:
         """detect-secrets' plugins and keyword regexes, on the lines holding their triggers."""
-        live = {i for t, lowered, i in _TRIGGERS if t in (lower if lowered else text)}
+        live: set[int] = set()
+        if _ANY_TRIGGER.search(text) is not None or _ANY_TRIGGER_LOWER.search(lower) is not None:
+            live = {i for t, lowered, i in _TRIGGERS if t in (lower if lowered else text)}
         for i in sorted(live):
             kind, trig, lowered, path = _PLUGINS[i]
             hay = lower if lowered else text
