@@ -65,6 +65,7 @@ PLACEHOLDERS: dict[str, str] = {
     "jwt": "<TOKEN>",
     "private_key": "<PRIVATE_KEY>",
     "url_password": "<PASSWORD>",
+    "bearer_token": "<TOKEN>",
     "connection_password": "<PASSWORD>",
     "password": "<PASSWORD>",
     "secret": "<SECRET>",
@@ -154,6 +155,12 @@ _CONN_PASSWORD = re.compile(
     r"(?i)(?<![\w])(?:password|pwd)\s*=\s*([^;'\"\s<>{}$%()\[\],]{3,})(?=;|['\"]|\s*$)",
     re.MULTILINE)
 _URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://([^\s:/@'\"]+):([^\s/@'\"]+)@")
+# Other places a password sits next to a user: Go's MySQL DSN ``user:pw@tcp(host)``,
+# ``curl -u user:pw``, ``<password>pw</password>``.
+_OTHER_PASSWORD = re.compile(
+    r"(?<![\w/])[\w.-]+:([^\s:/@'\"()]{3,})@(?:tcp|unix)\(|(?:\s-u|--user)\s+[\w.-]+:([^\s'\"]{3,})"
+    r"|(?i:<(password|passwd|pwd|secret)>)([^<\s]{4,})</")
+_BEARER = re.compile(r"(?i:bearer)\s+([A-Za-z0-9\-._~+/]{20,}=*)")
 _EMAIL = re.compile(
     r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
     r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24})(?![\w-])")
@@ -350,6 +357,17 @@ class SecretScanner:
             for m in _CONN_PASSWORD.finditer(text):
                 if not _is_reference(m.group(1)):
                     add(Finding("connection_password", m.start(1), m.end(1)))
+        if "@tcp(" in text or "@unix(" in text or " -u " in text or "--user " in text \
+                or "<passw" in lower or "<pwd>" in lower or "<secret>" in lower:
+            for m in _OTHER_PASSWORD.finditer(text):
+                g = next(i for i in (1, 2, 4) if m.group(i) is not None)
+                if not _is_reference(m.group(g)):
+                    add(Finding("password", m.start(g), m.end(g)))
+        if "bearer" in lower:
+            for m in _BEARER.finditer(text):
+                if _high_entropy(m.group(1)) or len(m.group(1)) >= 32:
+                    if not _is_reference(m.group(1)):
+                        add(Finding("bearer_token", m.start(1), m.end(1)))
         if _QUOTED_LONG.search(text):
             for m in _QUOTED_LONG.finditer(text):
                 value = m.group(1)
@@ -431,6 +449,8 @@ def _plugin_spans(kind: str, plugin: Any, line: str) -> Iterator[tuple[int, int,
                 start, end = m.span()
             if kind == "azure_storage_key":
                 start += len("AccountKey=")  # keep the key name, redact the value
+            elif kind == "npm_token":
+                start, end = m.span(1)  # the token, not the registry URL before it
             if kind == "jwt":
                 # detect-secrets' JWT pattern stops before the signature (lazy); take it too.
                 end = _TOKEN_TAIL.match(line, end).end()  # type: ignore[union-attr]

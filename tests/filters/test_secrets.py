@@ -238,3 +238,19 @@ def test_score_input_rows_are_redacted_before_anything_is_written(tmp_path) -> N
     assert b"<PASSWORD>" in blob
     dropped = run_filters(tmp_path / "run2", data, "score", secrets=SecretsConfig("drop"))
     assert dropped["kept"] == 1 and dropped["secrets"]["dropped"] == {"input": 2}
+
+
+@pytest.mark.parametrize(("text", "lang", "expected"), [
+    ("<password>Xm7!qP2zK</password>", "", "<password><PASSWORD></password>"),
+    ("curl -u admin:Cu8Lq2Zp9 https://api.acme.io", "shell",
+     "curl -u admin:<PASSWORD> https://api.acme.io"),
+    ('dsn = "user:Go9pass2x@tcp(10.0.0.1:3306)/db"', "go",
+     'dsn = "user:<PASSWORD>@tcp(10.0.0.1:3306)/db"'),
+    ('h = {"Authorization": "Bearer q8Z2mL4xR7vN1pT6wK3yB9cF5hJ0sD2gA1"}', "python",
+     'h = {"Authorization": "Bearer <TOKEN>"}'),
+    ("//registry.npmjs.org/:_authToken=npm_" + "aB9c" * 9, "",
+     "//registry.npmjs.org/:_authToken=<API_KEY>"),
+])
+def test_passwords_and_tokens_beside_a_user_or_scheme(text: str, lang: str,
+                                                       expected: str) -> None:
+    assert _scanner.redact(text, lang)[0] == expected
