@@ -723,7 +723,8 @@ class SeedScrubber:
         if mode == "off":
             return cls(source, mode, None, counts)
         scanner = scanner_for(tuple(allow))
-        if scanner.allowed(source.path) or scanner.allowed(f"{source.root}/{source.path}"):
+        if allow and (scanner.allowed(source.path)
+                      or scanner.allowed(f"{source.root}/{source.path}")):
             counts["secrets_allowed_files"] += 1
             return cls(source, mode, None, counts)
         text, blocks = redact_blocks_keep_lines(source.text)
