@@ -70,8 +70,8 @@ def units_from_file(source: SourceFile, cfg: SeedsConfig,
                     counts: Counter[str]) -> Iterator[Record]:
     """The seeds of one file in ``cfg.mode`` that pass the quality gates (not yet deduped).
 
-    Secrets and personal data are redacted (or the seed dropped) before anything else sees the
-    seed, so ids, dedup and everything downstream work on the redacted text.
+    Secrets and personal data are redacted (or the seed dropped) right after the quality gates,
+    before dedup, so ids, dedup and everything downstream work on the redacted text.
     """
     scrub = SeedScrubber.for_file(source, cfg.secrets, cfg.secrets_allow, counts)
     source = scrub.source
@@ -88,12 +88,12 @@ def units_from_file(source: SourceFile, cfg: SeedsConfig,
         if not record.seed.strip():
             counts["drop_blank"] += 1
             continue
-        record = scrub(record)
-        if record is None:
-            continue
         reason = gate(record.seed, record.lang, cfg)
         if reason is not None:
             counts[f"drop_{reason}"] += 1
+            continue
+        record = scrub(record)  # after the gates: only seeds that may be kept are counted
+        if record is None:
             continue
         record.meta["provenance"]["mode"] = cfg.mode
         yield record
