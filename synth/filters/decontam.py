@@ -220,20 +220,21 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
         ctx = RunContext(store, progress)
         policy = policy_for(secrets)
         attach(policy, ctx)
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             run_stages(policy.rows(read_records(Path(input_path))), stages, ctx)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # also SIGTERM (cli.Terminated)
+            interrupted = exc
         finally:
             summary = _summary(ctx.stats.to_dict(), stages, config)
-            stats = write_outputs(ctx, config, "synth decontaminated dataset", interrupted,
+            stats = write_outputs(ctx, config, "synth decontaminated dataset",
+                                  interrupted is not None,
                                   card_sections=[decontam_markdown(summary)])
             summary["kept"] = stats["kept"]
             store.write_json("decontam.json", summary)
             ctx.close()
-        if interrupted:
-            raise KeyboardInterrupt
+        if interrupted is not None:
+            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
     return summary
 
 
