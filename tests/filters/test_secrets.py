@@ -188,7 +188,8 @@ def test_refresh_redacts_new_files_like_extract(tmp_path) -> None:
     from pathlib import Path
 
     from synth.config import SeedsConfig
-    from synth.seeds.extract import FileIndex, extract_seeds, write_manifest, write_seeds
+    from synth.io.seeds import write_seeds
+    from synth.seeds.extract import FileIndex, extract_seeds, write_manifest
     from synth.seeds.refresh import refresh
 
     corpus = tmp_path / "src"
@@ -225,7 +226,7 @@ def test_score_input_rows_are_redacted_before_anything_is_written(tmp_path) -> N
     from secrets_corpus import DATASET_PLANTED, DATASET_ROWS
 
     from synth.config import SecretsConfig
-    from synth.filters.run import run_filters
+    from synth.jobs import filters as run_filters
 
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in DATASET_ROWS), encoding="utf-8")
