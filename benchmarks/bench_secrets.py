@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from synth.config import SeedsConfig  # noqa: E402
-from synth.io.rows import read_records  # noqa: E402
 from synth.filters.secrets import SecretScanner, SecretsPolicy  # noqa: E402
+from synth.io.rows import read_records  # noqa: E402
 from synth.seeds.corpus import default_corpus  # noqa: E402
 from synth.seeds.extract import extract_seeds  # noqa: E402
 
