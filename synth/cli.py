@@ -143,6 +143,19 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
     help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
 
 
+SecretsOpt = Annotated[str | None, typer.Option(
+    "--secrets", help="Secrets and personal data (keys, tokens, passwords, private keys, e-mail "
+    "and public IP addresses) in what is read, sent and written: redact (typed placeholders, "
+    "default), drop (leave the seed/row out) or off.")]
+SecretsAllowOpt = Annotated[list[str] | None, typer.Option(
+    "--secrets-allow", help="Path glob never scanned for secrets (test vectors, fixtures). "
+    "Repeatable.")]
+
+
+def _secrets_cli(secrets: str | None, allow: list[str] | None) -> dict[str, Any]:
+    return {"mode": secrets, "allow": tuple(allow) if allow else None}
+
+
 def finished(stats: dict[str, Any], run_dir: Path) -> None:
     """The last line of a run: done, rejected, left; exit code 3 when records are left.
 
@@ -266,6 +279,8 @@ def seeds_extract(
     seed: Annotated[int | None, typer.Option(
         help="Random seed for snippet positions and quotas.")] = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
     from synth import jobs
@@ -278,7 +293,8 @@ def seeds_extract(
             "mode": mode, "fn_min_lines": fn_min_lines, "fn_max_lines": fn_max_lines,
             "require_doc": require_doc, "near_dedup": near_dedup, "min_chars": min_chars,
             "max_chars": max_chars, "max_line_chars": max_line_chars,
-            "max_file_bytes": max_file_bytes, "quota": parse_quota(quota)})
+            "max_file_bytes": max_file_bytes, "quota": parse_quota(quota), "secrets": secrets,
+            "secrets_allow": tuple(secrets_allow) if secrets_allow else None})
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
@@ -317,15 +333,24 @@ def seeds_select(
 def seeds_refresh(
     run_dir: RunDir = Path("runs/default"),
     device: DeviceOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
-    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset."""
+    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset.
+
+    --secrets/--secrets-allow default to what the extraction used (its manifest); they apply to
+    new and changed files (unchanged files keep their seeds as they are).
+    """
     from synth import jobs
 
     with errors():
-        report = jobs.refresh(run_dir, device)
+        report, counts = jobs.refresh(
+            run_dir, device, secrets=secrets,
+            secrets_allow=tuple(secrets_allow) if secrets_allow else None)
     files = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()))
+    found = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if "secret" in k)
     typer.echo(f"seeds: added {report.added}, removed {report.removed}, kept {report.kept} "
-               f"(files: {files})")
+               f"(files: {files})" + (f"; secrets: {found}" if found else ""))
     c = report.coreset
     if c is not None:
         what = "unchanged" if not c.changed else (
@@ -391,10 +416,19 @@ def generate(
     oracle: OracleOpt = None,
     test_timeout: TestTimeoutOpt = None,
     unsafe_exec: UnsafeOpt = False,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth import jobs
-    from synth.config import GenerateConfig, LLMConfig, SandboxConfig, load_toml, resolve
+    from synth.config import (
+        GenerateConfig,
+        LLMConfig,
+        SandboxConfig,
+        SecretsConfig,
+        load_toml,
+        resolve,
+    )
 
     with errors(run_dir):
         toml = load_toml(config)
@@ -414,7 +448,10 @@ def generate(
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
             "max_outage_s": max_outage})
-        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox)
+        secrets_cfg = resolve(SecretsConfig, "secrets", toml,
+                              _secrets_cli(secrets, secrets_allow))
+        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox,
+                              secrets=secrets_cfg)
     finished(stats, run_dir)
 
 
@@ -423,12 +460,14 @@ def generate(
 
 def _filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
              score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
-             llm_cli: dict[str, Any], sandbox_cli: dict[str, Any]) -> None:
+             llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
+             secrets_cli: dict[str, Any] | None = None) -> None:
     from synth import jobs
     from synth.config import (
         LLMConfig,
         SandboxConfig,
         ScoreConfig,
+        SecretsConfig,
         SelectConfig,
         load_toml,
         resolve,
@@ -441,7 +480,9 @@ def _filters(command: str, source: Path | None, run_dir: Path, config: Path | No
                   if select_cli is not None else None)
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
-        stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress())
+        secrets = resolve(SecretsConfig, "secrets", toml, secrets_cli or {})
+        stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
+                             secrets=secrets)
     finished(stats, run_dir)
 
 
@@ -477,12 +518,15 @@ def score(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
     _filters("score", input, run_dir, config,
              _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
              {"base_url": base_url, "model": model, "concurrency": concurrency},
-             {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+             {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+             _secrets_cli(secrets, secrets_allow))
 
 
 @app.command()
@@ -498,11 +542,14 @@ def select(
     embed_response: EmbedResponseOpt = False,
     embedder: EmbedderOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _filters("select", input, run_dir, config, None,
              _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                         embed_response, embedder), {}, {})
+                         embed_response, embedder), {}, {},
+             _secrets_cli(secrets, secrets_allow))
 
 
 @app.command("filter")
@@ -529,6 +576,8 @@ def filter_(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
     _filters("filter", input, run_dir, config,
@@ -536,7 +585,8 @@ def filter_(
              _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                          embed_response, embedder),
              {"base_url": base_url, "model": model, "concurrency": concurrency},
-             {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+             {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+             _secrets_cli(secrets, secrets_allow))
 
 
 # -- decontamination and leakage -------------------------------------------------------------
@@ -586,9 +636,12 @@ def decontam(
         help="File of extra generic strings (one per line) the exact method ignores.")] = None,
     no_default_allow: Annotated[bool, typer.Option(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    secrets: SecretsOpt = None,
+    secrets_allow: SecretsAllowOpt = None,
 ) -> None:
     """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
     from synth import jobs
+    from synth.config import SecretsConfig, resolve
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
@@ -598,7 +651,8 @@ def decontam(
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None,
-            allow=_allow_list(allow, no_default_allow), progress=_progress())
+            allow=_allow_list(allow, no_default_allow), progress=_progress(),
+            secrets=resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow)))
     dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
                f"(dropped: {dropped}) → {run_dir / 'dataset'}")

@@ -162,6 +162,10 @@ class SeedsConfig:
     min_alnum_fraction: float = 0.25
     near_dedup: float = 0.0
     quota: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Secrets and personal data in seeds (synth.filters.secrets): redact, drop or off, and path
+    # globs never scanned. Kept in the manifest so ``seeds refresh`` treats new files the same.
+    secrets: str = "redact"
+    secrets_allow: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for name in ("per_file", "min_lines", "max_lines", "max_file_bytes", "fn_min_lines",
@@ -184,6 +188,28 @@ class SeedsConfig:
         for lang, cap in self.quota.items():
             if not isinstance(cap, int) or cap < 0:
                 raise ConfigError(f"--quota {lang}={cap}: the cap must be a whole number >= 0")
+        _check_secrets_mode(self.secrets)
+
+
+def _check_secrets_mode(mode: str) -> None:
+    if mode not in ("redact", "drop", "off"):
+        raise ConfigError(f"--secrets must be redact, drop or off, got {mode!r}")
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    """Secrets and personal data in what is read, sent and written; section ``[secrets]``.
+
+    ``mode``: ``redact`` (typed placeholders), ``drop`` (leave out seeds/rows with a finding;
+    LLM replies are always redacted: the cache must never hold a finding) or ``off``.
+    ``allow``: path globs whose rows/seeds are never scanned (test vectors, fixtures).
+    """
+
+    mode: str = "redact"
+    allow: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _check_secrets_mode(self.mode)
 
 
 def parse_quota(items: list[str] | None) -> dict[str, int] | None:

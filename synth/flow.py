@@ -41,6 +41,7 @@ from synth.config import (
     LLMConfig,
     SandboxConfig,
     ScoreConfig,
+    SecretsConfig,
     SeedsConfig,
     SelectConfig,
     resolve,
@@ -49,7 +50,7 @@ from synth.errors import ConfigError, Incomplete
 from synth.store import write_json
 
 TABLES = ("run", "sources", "seeds", "coreset", "generate", "llm", "score", "sandbox",
-          "decontam", "select", "output")
+          "decontam", "select", "output", "secrets")
 # LLM settings that change how fast answers come, not what they are.
 _RUN_KNOBS = ("base_url", "concurrency", "timeout_s", "max_attempts", "backoff_base_s",
               "backoff_max_s", "rpm", "tpm")
@@ -180,6 +181,13 @@ class Flow:
         self.sources = resolve(SourcesConfig, "sources", {"sources": _tuples(
             SourcesConfig, toml.get("sources", {}))}, {})
         self.seeds = resolve(SeedsConfig, "seeds", toml, {})
+        # [secrets]: one policy for every step; [seeds] secrets/secrets_allow still win there.
+        self.secrets = resolve(SecretsConfig, "secrets", {"secrets": _tuples(
+            SecretsConfig, toml.get("secrets", {}))}, {})
+        seeds_table = toml.get("seeds", {})
+        if "secrets" in toml and not ({"secrets", "secrets_allow"} & set(seeds_table)):
+            self.seeds = dataclasses.replace(self.seeds, secrets=self.secrets.mode,
+                                             secrets_allow=self.secrets.allow)
         self.coreset = resolve(CoresetConfig, "coreset", toml, {})
         self.generate = resolve(GenerateConfig, "generate", {"generate": _tuples(
             GenerateConfig, toml.get("generate", {}))}, {})
@@ -234,6 +242,8 @@ class Flow:
         gen: dict[str, Any] = {"generate": dataclasses.asdict(self.generate), "llm": llm}
         if self.generate.verify != "off":  # verdicts depend on the sandbox's limits
             gen["sandbox"] = dataclasses.asdict(self.sandbox)
+        if "secrets" in self.toml:  # only then: fingerprints of configs without it stay put
+            gen["secrets"] = dataclasses.asdict(self.secrets)
         add("generate", gen, run / "steps" / "generate")
         if self.score is not None:
             add("score", {"score": dataclasses.asdict(self.score), "llm": llm,
@@ -358,15 +368,15 @@ class Flow:
         if step.name == "generate":
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
             stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out,
-                                  sandbox=self.sandbox)
+                                  sandbox=self.sandbox, secrets=self.secrets)
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
-                                 self.sandbox, progress, step.out)
+                                 self.sandbox, progress, step.out, secrets=self.secrets)
         elif step.name == "decontam":
             stats = self._decontam(jobs, dataset, step.out, progress)
         else:
             stats = jobs.filters(run, dataset, "select", None, self.select, self.llm, None,
-                                 progress, step.out)
+                                 progress, step.out, secrets=self.secrets)
         left = int(stats.get("left_to_retry", 0))
         if left:  # not done: no step.json, so the rerun resumes this step from the cache
             raise Incomplete(f"step {step.name}: {left} records left to retry after endpoint "
@@ -387,7 +397,7 @@ class Flow:
             methods=cfg.methods, threshold=cfg.threshold, sizes=cfg.ngram,
             train_fields=cfg.train_fields, test_fields=cfg.test_fields,
             allow=(DEFAULT_ALLOW if cfg.default_allow else ()) + cfg.allow, progress=progress,
-            out_dir=out)
+            out_dir=out, secrets=self.secrets)
         dropped = sum(summary["dropped"].values())
         return {"kept": summary["kept"], "rejected": dropped, "llm": {}}
 
@@ -473,6 +483,10 @@ tau = 0.9                       # cosine similarity ceiling between kept samples
 
 [output]
 # dir = "runs/demo/dataset"     # default RUN/dataset
+
+[secrets]                       # keys, passwords, e-mail/IP addresses in seeds, rows, replies
+mode = "redact"                 # redact (typed placeholders), drop or off
+# allow = ["*/tests/fixtures/*"]  # path globs never scanned
 '''
 
 

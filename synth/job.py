@@ -35,8 +35,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from synth.config import LLMConfig, as_dict
+from synth.config import LLMConfig, SecretsConfig, as_dict
 from synth.errors import ConfigError, Terminated
+from synth.filters.secrets import SecretsPolicy, attach, policy_for
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 from synth.store import RunStore
@@ -76,15 +77,19 @@ class Source:
     describe: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def dataset(cls, path: Path, materialize: bool = False) -> Source:
+    def dataset(cls, path: Path, materialize: bool = False,
+                secrets: SecretsPolicy | None = None) -> Source:
         """Rows of an instruction dataset (anything :func:`synth.io.read_records` reads).
 
         ``materialize`` reads every row now: needed when the job writes to the same directory
-        it reads (RUN/dataset is replaced when the job finishes).
+        it reads (RUN/dataset is replaced when the job finishes). ``secrets`` checks every row
+        as it is read (redacted or left out; see :mod:`synth.filters.secrets`).
         """
         from synth.io.rows import read_records
 
         records: Iterable[Record] = read_records(path)
+        if secrets is not None:
+            records = secrets.rows(records)
         total = None
         if materialize:
             records = list(records)
@@ -118,11 +123,15 @@ class Job:
         title: the dataset card's title.
         out_dir: where the outputs go (dataset/, rejects.jsonl, stats.json, config.json);
             default the run directory. ``synth run`` gives each step its own, under one store.
+        secrets: secrets/personal-data policy (a SecretsConfig or a SecretsPolicy; None: the
+            default, redact). Every record is checked before the store keeps it, every LLM
+            reply before it is cached; counts go to stats.json and a card section.
     """
 
     def __init__(self, run_dir: Path, command: str, *, llm: LLMConfig | None = None,
                  progress: Progress | None = None, seed: int = 0,
-                 title: str | None = None, out_dir: Path | None = None) -> None:
+                 title: str | None = None, out_dir: Path | None = None,
+                 secrets: SecretsConfig | SecretsPolicy | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else self.run_dir
         self.command = command
@@ -133,6 +142,8 @@ class Job:
         self.description: str | None = None
         self.config: dict[str, Any] = {"run_dir": str(self.run_dir)}
         self.card_sections: list[str] = []
+        self.secrets = secrets if isinstance(secrets, SecretsPolicy) else policy_for(secrets)
+        self.config |= as_dict(SecretsConfig(self.secrets.mode, tuple(self.secrets.allow)))
         self.embedded = False
         self._stack = contextlib.ExitStack()
         self._store: RunStore | None = None
@@ -149,6 +160,7 @@ class Job:
             self._store.begin(self.command)
             self._ctx = RunContext(self._store, self.progress, self.seed)
             self._stack.callback(self._ctx.close)
+            attach(self.secrets, self._ctx)
         except BaseException:
             self._stack.close()
             raise
@@ -195,6 +207,7 @@ class Job:
             conn = connect(self._stack, self.llm, self.run_dir, self.store, self.ctx.stats.llm,
                            self.ctx.loop)
             self._client, self.embedded = conn.client, conn.embedded
+            attach(self.secrets, self.ctx, self._client)  # replies redacted before caching
             self.config |= as_dict(conn.config)
         return self._client
 
@@ -248,6 +261,11 @@ class Job:
                 # Also after an error: what finished is written, marked incomplete.
                 for fn in self._before:
                     fn(not finished)
+                from synth.io.card import secrets_section
+
+                section = secrets_section({"secrets": self.secrets.to_dict()})
+                if section:
+                    self.card_sections.append(section)
                 stats = sink.close(self, not finished)
                 for after in self._after:
                     after(stats)

@@ -23,11 +23,13 @@ from synth.config import (
     LLMConfig,
     SandboxConfig,
     ScoreConfig,
+    SecretsConfig,
     SeedsConfig,
     SelectConfig,
     as_dict,
 )
 from synth.errors import ConfigError, InputError
+from synth.filters.secrets import SecretsPolicy
 from synth.job import Job, Sink, Source
 from synth.pipeline import Progress, Stage
 from synth.records import Record
@@ -91,7 +93,8 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
         if not Path(root).exists():
             raise InputError(f"{root} does not exist")
     counts: Counter[str] = Counter()
-    with Job(run_dir, "seeds extract", progress=progress, seed=cfg.seed) as job:
+    with Job(run_dir, "seeds extract", progress=progress, seed=cfg.seed,
+             secrets=SecretsConfig(cfg.secrets, tuple(cfg.secrets_allow))) as job:
         sink = SeedsSink(Path(run_dir), roots, datasets, cfg, counts)
         try:
             records = extract_seeds(roots, cfg, counts, datasets, sink.index)
@@ -119,21 +122,29 @@ def coreset(run_dir: Path, cfg: CoresetConfig) -> Any:
                               device=cfg.device, on_embed=on_embed, on_pick=on_pick)
 
 
-def refresh(run_dir: Path, device: str | None = None) -> Any:
-    """``synth seeds refresh``: re-scan the sources, update seeds and the coreset."""
+def refresh(run_dir: Path, device: str | None = None, secrets: str | None = None,
+            secrets_allow: tuple[str, ...] | None = None) -> tuple[Any, Counter[str]]:
+    """``synth seeds refresh``: re-scan the sources, update seeds and the coreset.
+
+    Returns the report and the extraction counters (secrets findings among them);
+    ``secrets``/``secrets_allow`` override the manifest's for new and changed files.
+    """
     from synth.pipeline import step_progress
     from synth.seeds.refresh import refresh as run_refresh
     from synth.store import RunStore
 
     counts: Counter[str] = Counter()
     with RunStore(run_dir), step_progress("refresh") as (on_embed, _):
-        return run_refresh(run_dir, counts, device=device, on_embed=on_embed)
+        report = run_refresh(run_dir, counts, device=device, on_embed=on_embed,
+                             secrets=secrets, secrets_allow=secrets_allow)
+    return report, counts
 
 
 # -- generate --------------------------------------------------------------------------------
 
 
-def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int) -> Path:
+def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int,
+                 secrets: SecretsPolicy | None = None) -> Path:
     """The seeds file: ``seeds``, else RUN/seeds.jsonl (extracted from the stdlib if absent)."""
     from synth.io.seeds import SEEDS_FILE, write_seeds
     from synth.seeds.corpus import default_corpus
@@ -147,7 +158,9 @@ def ensure_seeds(run_dir: Path, seeds: Path | None, seed: int) -> Path:
     if not path.exists():
         counts: Counter[str] = Counter()
         log.info("no seeds given: extracting seeds from the Python standard library")
-        n = write_seeds(extract_seeds(default_corpus(), SeedsConfig(seed=seed), counts), path)
+        cfg = SeedsConfig(seed=seed) if secrets is None else SeedsConfig(
+            seed=seed, secrets=secrets.mode, secrets_allow=secrets.allow)
+        n = write_seeds(extract_seeds(default_corpus(), cfg, counts), path)
         log.info("wrote %d seeds to %s", n, path)
     return path
 
@@ -157,9 +170,10 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def generate_source(run_dir: Path, gen: GenerateConfig, seeds: Path | None = None) -> Source:
+def generate_source(run_dir: Path, gen: GenerateConfig, seeds: Path | None = None,
+                    secrets: SecretsPolicy | None = None) -> Source:
     """The records ``generate`` works on: one per (seed, sample), or per (row, sample) for
-    evol."""
+    evol. ``secrets`` checks the sampled seeds/rows (default: redact)."""
     from synth.generators import build_tasks, choose_task
     from synth.generators.evol import source_record
     from synth.io.rows import read_records
@@ -167,6 +181,7 @@ def generate_source(run_dir: Path, gen: GenerateConfig, seeds: Path | None = Non
     from synth.seeds.extract import sample_seeds
 
     _, mix = build_tasks(gen.task, gen.weights, gen.to)
+    policy = secrets if secrets is not None else SecretsPolicy()
     if gen.task == "evol":
         if seeds is not None:
             raise ConfigError("--task evol reads --input, not --seeds")
@@ -175,18 +190,19 @@ def generate_source(run_dir: Path, gen: GenerateConfig, seeds: Path | None = Non
             raise InputError(f"--input {path} does not exist")
 
         def evol() -> Iterator[Record]:
-            for row in sample_seeds(read_records(path), gen.num, gen.seed):
+            # Sampled first: a --num 100 run over a large dataset scans 100 rows, not all.
+            for row in policy.rows(sample_seeds(read_records(path), gen.num, gen.seed)):
                 for sample in range(gen.samples_per_seed):
                     yield source_record(row, sample)
 
         total = gen.num * gen.samples_per_seed if gen.num is not None else None
         return Source(evol(), None, total, {"input": str(path)})
-    seeds_path = ensure_seeds(run_dir, seeds, gen.seed)
+    seeds_path = ensure_seeds(run_dir, seeds, gen.seed, policy)
     available = _count_lines(seeds_path)
     total = (min(gen.num, available) if gen.num is not None else available)
 
     def tasks() -> Iterator[Record]:
-        for seed in sample_seeds(read_seeds(seeds_path), gen.num, gen.seed):
+        for seed in policy.seeds(sample_seeds(read_seeds(seeds_path), gen.num, gen.seed)):
             task = choose_task(mix, gen.seed, seed.id) if mix is not None else gen.task
             for sample in range(gen.samples_per_seed):
                 yield seed.for_task(task, sample)
@@ -207,7 +223,8 @@ def verify_mode(gen: GenerateConfig, tasks: dict[str, Any], embedded: bool) -> s
 
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
              progress: Progress | None = None, out_dir: Path | None = None,
-             sandbox: SandboxConfig | None = None) -> dict[str, Any]:
+             sandbox: SandboxConfig | None = None,
+             secrets: SecretsConfig | None = None) -> dict[str, Any]:
     """``synth generate``: seeds → the task's prompts → LLM (+ verify step and discriminator
     loop) → dataset.
 
@@ -230,13 +247,17 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
     for path in gen.memory_seed:
         if not Path(path).exists():
             raise InputError(f"--memory-seed {path} does not exist")
-    source = generate_source(run_dir, gen, seeds)
+    from synth.filters.secrets import policy_for
+
+    policy = policy_for(secrets)
+    source = generate_source(run_dir, gen, seeds, policy)
     with Job(run_dir, "generate", llm=llm, progress=progress, seed=gen.seed,
-             title=f"synth {gen.task} dataset", out_dir=out_dir) as job:
+             title=f"synth {gen.task} dataset", out_dir=out_dir, secrets=policy) as job:
         memory = ExampleMemory(job.store, gen.memory_size, gen.memory_policy, gen.few_shot,
                                gen.seed)
         for path in gen.memory_seed:
-            log.info("memory: %d new cases from %s", memory.seed_from(Path(path), tasks), path)
+            log.info("memory: %d new cases from %s",
+                     memory.seed_from(Path(path), tasks, scrub=job.secrets.rows), path)
         job.ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(),
                                                  "block": memory.block,
                                                  "lag_waits": memory.waits}
@@ -301,7 +322,8 @@ def input_path(run_dir: Path, given: Path | None) -> Path:
 def filters(run_dir: Path, source: Path | None, command: str,
             score: ScoreConfig | None = None, select: SelectConfig | None = None,
             llm: LLMConfig | None = None, sandbox: SandboxConfig | None = None,
-            progress: Progress | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+            progress: Progress | None = None, out_dir: Path | None = None,
+            secrets: SecretsConfig | None = None) -> dict[str, Any]:
     """``synth score``/``select``/``filter``: score and/or select the records of ``source``.
 
     Heuristic scores are cheap and deterministic, so select computes them too and can rank a
@@ -311,14 +333,15 @@ def filters(run_dir: Path, source: Path | None, command: str,
 
     path = input_path(run_dir, source)
     score = score or ScoreConfig()
-    with Job(run_dir, command, llm=llm, progress=progress, out_dir=out_dir) as job:
+    with Job(run_dir, command, llm=llm, progress=progress, out_dir=out_dir,
+             secrets=secrets) as job:
         box = None
         if score.tests:  # before any request: refuse early without isolation
             from synth.sandbox import Sandbox
 
             box = job.enter(Sandbox(sandbox or SandboxConfig()))
         # Read everything now: RUN/dataset may be the input, and it is replaced at the end.
-        src = Source.dataset(path, materialize=True)
+        src = Source.dataset(path, materialize=True, secrets=job.secrets)
         stages: list[Stage] = [HeuristicScores()] if score.heuristics else []
         if score.complexity or score.quality or score.tests:
             stages += _llm_stages(job, score, box)
@@ -366,7 +389,8 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
              test_fields: Sequence[str] | None = None,
              string_fields: Sequence[str] | None = None,
              allow: Sequence[str] | None = None,
-             progress: Progress | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, out_dir: Path | None = None,
+             secrets: SecretsConfig | None = None) -> dict[str, Any]:
     """``synth decontam``: drop samples that contain benchmark problems.
 
     Writes the kept records to ``RUN/dataset`` (with a decontamination section in the card),
@@ -404,7 +428,7 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
         "string_fields": list(string_fields or []) or None, "allow": list(allow),
     }
     with Job(run_dir, "decontam", progress=progress,
-             title="synth decontaminated dataset", out_dir=out_dir) as job:
+             title="synth decontaminated dataset", out_dir=out_dir, secrets=secrets) as job:
         job.config |= config
         out: dict[str, Any] = {}
 
@@ -418,5 +442,5 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
 
         job.before_outputs(section)
         job.after_outputs(write)
-        job.run(Source.dataset(Path(input_path), materialize=True), stages)
+        job.run(Source.dataset(Path(input_path), materialize=True, secrets=job.secrets), stages)
     return out

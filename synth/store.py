@@ -6,7 +6,7 @@ Layout of a run directory::
       store.sqlite     request cache (every LLM response, written before it is used) and the
                        state of every record (kept / rejected), so a rerun resumes
       seeds.jsonl      seeds with provenance (written by ``synth seeds extract``)
-      dataset/         the dataset (parquet + jsonl + README card), written by synth.emit
+      dataset/         the dataset (parquet + jsonl + README card), written by synth.io.dataset
       rejects.jsonl    dropped records with stage, reason and raw LLM text
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
@@ -29,7 +29,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,9 @@ class RunStore:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
+        # Called on every record before it is stored (kept or rejected): the secrets check
+        # (synth.filters.secrets) redacts in place, so no table holds a finding.
+        self.scrub: Callable[[Record], object] | None = None
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -185,6 +188,8 @@ class RunStore:
     def put_result(self, record: Record, status: str, stage: str | None = None,
                    reason: str | None = None) -> None:
         """Record the fate of one record in the current invocation (kept or rejected)."""
+        if self.scrub is not None:
+            self.scrub(record)
         with self._writing():
             self.db.execute(
                 "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "

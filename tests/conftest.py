@@ -38,7 +38,7 @@ class FakeEndpoint:
 
 
 def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None, port: int = 0,
-               garbage_every: int = 0) -> FakeEndpoint:
+               garbage_every: int = 0, extra: list[str] | None = None) -> FakeEndpoint:
     stamp = time.monotonic_ns()
     port_file = tmp / f"port-{stamp}"
     log = tmp / f"fake-requests-{stamp}.log"  # one log per server: tests count each one's
@@ -47,6 +47,7 @@ def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None, port: 
            "--garbage-every", str(garbage_every)]
     if api_key:
         cmd += ["--api-key", api_key]
+    cmd += extra or []
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 20
     while not port_file.exists():
@@ -63,8 +64,8 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeEndpoint]]:
     started: list[FakeEndpoint] = []
 
     def make(delay: float = 0.0, api_key: str | None = None, port: int = 0,
-             garbage_every: int = 0) -> FakeEndpoint:
-        endpoint = start_fake(tmp_path, delay, api_key, port, garbage_every)
+             garbage_every: int = 0, extra: list[str] | None = None) -> FakeEndpoint:
+        endpoint = start_fake(tmp_path, delay, api_key, port, garbage_every, extra)
         started.append(endpoint)
         return endpoint
 

@@ -5,7 +5,10 @@ from the request (a codegen sample, or an accepting verdict for discriminator pr
 optionally after ``--delay`` seconds, and appends one line per completion request to ``--log``
 (the sha256 of the request body) so tests can count what the endpoint saw. ``--api-key`` makes
 it answer 401 to any other key. ``--garbage-every N`` answers a garbled 200 body (truncated JSON,
-as a broken proxy sends) the first time it sees about one request body in N.
+as a broken proxy sends) the first time it sees about one request body in N. ``--bodies FILE``
+appends every completion request body as is (what left synth). ``--leak TOKEN`` puts TOKEN into
+every generator reply (a model echoing or inventing a credential); replies whose prompt hashes
+to an odd tag are then unparseable prose with TOKEN in it, so rejects carry raw output too.
 
 Run: ``python tests/fake_openai.py --port 0 --port-file P`` (the bound port is written to P).
 """
@@ -25,7 +28,7 @@ from typing import Any
 MODEL = "fake-model"
 
 
-def reply_for(body: dict[str, Any]) -> str:
+def reply_for(body: dict[str, Any], leak: str | None = None) -> str:
     """A well-formed answer that depends on the prompt, in the requested shape.
 
     Discriminator requests (their prompt lists ``Rules:``) get a verdict that passes every
@@ -49,6 +52,10 @@ def reply_for(body: dict[str, Any]) -> str:
     # tests that pass on the solution; a repair's buggy variant fails them
     tests = f"```python\nassert f_{tag}() == '{digest}'\n```"
     buggy = f"def f_{tag}():\n    return 'bug'"
+    if leak:
+        if int(tag, 16) % 2:
+            return f"Sorry, I cannot help. By the way the key is {leak}."
+        solution = f"```python\nAPI_KEY = '{leak}'\n\ndef f_{tag}():\n    return '{digest}'\n```"
     rf = body.get("response_format") or {}
     schema = rf.get("schema") or rf.get("json_schema", {}).get("schema") or {}
     keys = list(schema.get("properties", {}))
@@ -65,10 +72,13 @@ GARBAGE = b'{"choices": [ {"mess'
 
 class FakeServer:
     def __init__(self, delay: float, log: Path | None, api_key: str | None,
-                 garbage_every: int = 0, crash: bool = False) -> None:
+                 garbage_every: int = 0, crash: bool = False, bodies: Path | None = None,
+                 leak: str | None = None) -> None:
         self.crash = crash
         self.delay = delay
         self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
+        self.bodies = open(bodies, "ab", buffering=0) if bodies else None  # noqa: SIM115
+        self.leak = leak
         self.api_key = api_key
         self.garbage_every = garbage_every
         self.garbled: set[str] = set()
@@ -113,13 +123,15 @@ class FakeServer:
             digest = hashlib.sha256(raw).hexdigest()
             if self.log is not None:
                 self.log.write(digest + "\n")
+            if self.bodies is not None:
+                self.bodies.write(raw + b"\n")
             if (self.garbage_every and int(digest[:8], 16) % self.garbage_every == 0
                     and digest not in self.garbled):
                 self.garbled.add(digest)
                 return 200, GARBAGE
             if self.delay:
                 await asyncio.sleep(self.delay)
-            text = reply_for(body)
+            text = reply_for(body, self.leak)
             return 200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": self.created,
                 "model": MODEL,
@@ -131,8 +143,9 @@ class FakeServer:
 
 
 async def serve(port: int, port_file: Path | None, delay: float, log: Path | None,
-                api_key: str | None, garbage_every: int = 0, crash: bool = False) -> None:
-    fake = FakeServer(delay, log, api_key, garbage_every, crash)
+                api_key: str | None, garbage_every: int = 0, crash: bool = False,
+                bodies: Path | None = None, leak: str | None = None) -> None:
+    fake = FakeServer(delay, log, api_key, garbage_every, crash, bodies, leak)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     if port_file is not None:
@@ -152,10 +165,12 @@ def main() -> None:
     ap.add_argument("--api-key")
     ap.add_argument("--garbage-every", type=int, default=0)
     ap.add_argument("--crash-on-completion", action="store_true")
+    ap.add_argument("--bodies", type=Path)
+    ap.add_argument("--leak")
     args = ap.parse_args()
     try:
         asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key,
-                          args.garbage_every, args.crash_on_completion))
+                          args.garbage_every, args.crash_on_completion, args.bodies, args.leak))
     except KeyboardInterrupt:
         pass
 

@@ -31,7 +31,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,8 @@ class ExampleMemory:
             result.setdefault(task, {})[kind] = n
         return result
 
-    def seed_from(self, path: Path, tasks: Mapping[str, Task]) -> int:
+    def seed_from(self, path: Path, tasks: Mapping[str, Task],
+                  scrub: Callable[[Iterable[Record]], Iterable[Record]] | None = None) -> int:
         """Pin cases from an instruction dataset file or directory; returns how many were new.
 
         Each row is a sample (``instruction``/``input``/``response``, ``seed``, ``lang``,
@@ -227,7 +228,8 @@ class ExampleMemory:
         without a ``task`` column the rows belong to the run's only task.
         """
         added = skipped = 0
-        for row in read_records(path):
+        rows: Iterable[Record] = read_records(path)
+        for row in scrub(rows) if scrub is not None else rows:
             extra = dict(row.meta.get("extra") or {})
             name = row.task or (next(iter(tasks)) if len(tasks) == 1 else "")
             task = tasks.get(name)

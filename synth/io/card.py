@@ -29,3 +29,24 @@ def dataset_card(title: str, rows: int, stats: dict[str, Any], config: dict[str,
     for section in extra_sections or []:
         body += [section, ""]
     return "\n".join(body)
+
+
+def secrets_section(stats: dict[str, Any]) -> str | None:
+    """The dataset card's "Secrets and personal data" section from stats.json's ``secrets``."""
+    sec = stats.get("secrets")
+    if not sec:
+        return None
+    if sec.get("mode") == "off":
+        return ("## Secrets and personal data\n\nMode `off`: seeds, input rows and LLM replies "
+                "were not scanned for secrets or personal data.")
+    lines = ["## Secrets and personal data", "",
+             f"Mode `{sec.get('mode')}`: findings in seeds, input rows and LLM replies are "
+             "replaced by typed placeholders (`<API_KEY>`, `<PASSWORD>`, `<EMAIL>`, ...)"
+             + (" or the record is left out" if sec.get("mode") == "drop" else "") + "."]
+    by_kind = sec.get("by_kind") or {}
+    if by_kind:
+        lines += ["", "| kind | found |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in by_kind.items()]
+    else:
+        lines += ["", "Nothing was found."]
+    return "\n".join(lines)

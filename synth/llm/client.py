@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -210,6 +211,8 @@ class LLMClient:
         self.gate = gate_for(base_url, config.max_outage_s)
         self.in_flight = 0
         self.max_in_flight = 0
+        # Reply text filter (secrets redaction), applied before caching and on cache hits.
+        self.scrub: Callable[[str], str] | None = None
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -259,7 +262,7 @@ class LLMClient:
         hit = self.store.get_response(key)
         if hit is not None:
             self.stats["cache_hits"] += 1
-            return Completion.from_cache(hit, key)
+            return self._scrubbed(Completion.from_cache(hit, key))
         if self._rpm is not None:
             await self._rpm.acquire(1)
         if self._tpm is not None:
@@ -287,9 +290,17 @@ class LLMClient:
                     self.in_flight -= 1
                     self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
         completion.key = key
+        # Redacted before it is cached: the key (from the request) is unchanged, a rerun parses
+        # the same redacted text, and the cache never holds a finding.
+        completion = self._scrubbed(completion)
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
         self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    def _scrubbed(self, completion: Completion) -> Completion:
+        if self.scrub is not None:
+            completion.text = self.scrub(completion.text)
         return completion
 
     def _wait(self, state: RetryCallState) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 
 from synth.config import SeedsConfig
 from synth.errors import InputError
+from synth.filters.secrets import SeedScrubber
 from synth.io.corpus import DatasetSource, iter_dataset_sources
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_source_files
@@ -66,7 +67,13 @@ def snippets_from_file(source: SourceFile, cfg: SeedsConfig) -> Iterator[Record]
 
 def units_from_file(source: SourceFile, cfg: SeedsConfig,
                     counts: Counter[str]) -> Iterator[Record]:
-    """The seeds of one file in ``cfg.mode`` that pass the quality gates (not yet deduped)."""
+    """The seeds of one file in ``cfg.mode`` that pass the quality gates (not yet deduped).
+
+    Secrets and personal data are redacted (or the seed dropped) right after the quality gates,
+    before dedup, so ids, dedup and everything downstream work on the redacted text.
+    """
+    scrub = SeedScrubber.for_file(source, cfg.secrets, cfg.secrets_allow, counts)
+    source = scrub.source
     if cfg.mode == "window":
         records: Iterable[Record] = snippets_from_file(source, cfg)
     else:
@@ -83,6 +90,9 @@ def units_from_file(source: SourceFile, cfg: SeedsConfig,
         reason = gate(record.seed, record.lang, cfg)
         if reason is not None:
             counts[f"drop_{reason}"] += 1
+            continue
+        record = scrub(record)  # after the gates: only seeds that may be kept are counted
+        if record is None:
             continue
         record.meta["provenance"]["mode"] = cfg.mode
         yield record

@@ -23,6 +23,7 @@ Files written, all atomically::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -133,10 +134,19 @@ def read_coreset_state(run_dir: Path) -> dict[str, Any] | None:
 
 def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
             embedder: Embedder | None = None,
-            on_embed: Callable[[int, int], None] | None = None) -> RefreshReport:
-    """Bring ``RUN/seeds.jsonl`` (and the coreset, if any) up to date with the sources."""
+            on_embed: Callable[[int, int], None] | None = None, secrets: str | None = None,
+            secrets_allow: tuple[str, ...] | None = None) -> RefreshReport:
+    """Bring ``RUN/seeds.jsonl`` (and the coreset, if any) up to date with the sources.
+
+    ``secrets``/``secrets_allow`` override the extraction's (from the manifest) for new and
+    changed files.
+    """
     run_dir = Path(run_dir)
     roots, datasets, cfg = read_manifest(run_dir)
+    if secrets is not None or secrets_allow is not None:
+        cfg = dataclasses.replace(cfg, secrets=secrets or cfg.secrets,
+                                  secrets_allow=tuple(secrets_allow or cfg.secrets_allow))
+        cfg.validate()
     seeds_path = run_dir / SEEDS_FILE
     old_files = FileIndex.read(run_dir)
     old: dict[tuple[str, str], list[Record]] = {}
