@@ -176,9 +176,10 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
     def put_execution(self, key: str, result: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO executions (key, result, created_at) VALUES (?,?,?)",
-            (key, json.dumps(result, ensure_ascii=False), time.time()))
+        with self._writing():
+            self.db.execute(
+                "INSERT OR REPLACE INTO executions (key, result, created_at) VALUES (?,?,?)",
+                (key, json.dumps(result, ensure_ascii=False), time.time()))
 
     def count_executions(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM executions").fetchone()[0])
@@ -306,8 +307,9 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
     def fewshot_put(self, record_id: str, key: str, cases: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
-                        (record_id, key, json.dumps(cases, ensure_ascii=False)))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
+                            (record_id, key, json.dumps(cases, ensure_ascii=False)))
 
     # -- small files -----------------------------------------------------------------------
 
