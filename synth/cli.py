@@ -38,7 +38,8 @@ def main(
     """synth: seeds → prompts → LLM → scored, decontaminated, diverse dataset."""
     _state["debug"] = debug
     # Outside a Job's run (which installs its own), SIGTERM still stops a command like Ctrl-C.
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # leave a host's own handler be
+        signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
