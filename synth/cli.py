@@ -44,17 +44,23 @@ def main(
 
 
 def fail(exc: SynthError) -> typer.Exit:
-    """Print one red line for ``exc`` and return the exit to raise."""
+    """Print one red line for ``exc`` and return the exit to raise.
+
+    Exit code 1, or the error's own ``exit_code`` (3: incomplete, rerun to resume).
+    """
     if _state["debug"]:
         raise exc
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
+    code = int(getattr(exc, "exit_code", 1))
+    label = "incomplete" if code == 3 else "error"
+    typer.secho(f"{label}: {exc}", fg=typer.colors.YELLOW if code == 3 else typer.colors.RED,
+                err=True)
+    return typer.Exit(code=code)
 
 
-def _progress() -> Any:
+def _progress(log_format: str = "text") -> Any:
     from synth.pipeline import default_progress
 
-    return default_progress()
+    return default_progress(log_format)
 
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
@@ -202,9 +208,34 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    adaptive: Annotated[bool | None, typer.Option(
+        "--adaptive/--fixed-concurrency",
+        help="AIMD window between 1 and --concurrency (429/503 and latency), or a fixed one.")
+    ] = None,
+    price_in: Annotated[float | None, typer.Option(
+        help="USD per 1M input tokens (default: built-in table for common hosted models).")
+    ] = None,
+    price_out: Annotated[float | None, typer.Option(help="USD per 1M output tokens.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(
+        help="Stop (exit 3, resumable) before the run directory's spend could exceed this.")
+    ] = None,
+    budget_tokens: Annotated[int | None, typer.Option(
+        help="Stop (exit 3, resumable) before input+output tokens could exceed this.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Render every prompt, send nothing: requests, tokens, cost range.")
+    ] = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Submit uncached requests to the OpenAI Batch API instead of sending "
+        "them (exit 3 until `synth batch collect` has them; then rerun).")] = False,
+    log_format: Annotated[str, typer.Option(
+        help="Progress without a terminal: text, or json (one JSON line per interval).")
+    ] = "text",
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
+    import json
+
     from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
+    from synth.estimate import render
     from synth.generators.run import generate as run_generate
 
     try:
@@ -219,22 +250,55 @@ def generate(
             "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
-            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
+            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
+            "adaptive": adaptive, "price_in": price_in, "price_out": price_out,
+            "budget_usd": budget_usd, "budget_tokens": budget_tokens})
         if seeds is not None and not seeds.exists():
             raise InputError(f"seeds file {seeds} does not exist")
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
-        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+        if log_format not in ("text", "json"):
+            raise InputError(f"--log-format is text or json, got {log_format!r}")
+        if dry_run and batch:
+            raise InputError("--dry-run and --batch exclude each other")
+        mode = "estimate" if dry_run else "batch" if batch else "live"
+        stats = run_generate(run_dir, gen, llm, seeds,
+                             _progress(log_format) if mode != "estimate" else None, mode)
+        if mode == "estimate":
+            typer.echo(json.dumps(stats, indent=2) if log_format == "json" else render(stats))
+            return
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
         typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
                     err=True)
         raise typer.Exit(code=130) from None
+    cost = stats.get("cost", {})
+    usd = cost.get("run", {}).get("usd")
     typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
                f"({stats['llm'].get('requests', 0)} requests, "
-               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)")
+               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s, "
+               + ("cost unknown" if usd is None else f"${usd:.4f}") + ")")
+
+
+def estimate(**kwargs: Any) -> None:
+    """Render every prompt of a generate run without calling the endpoint; print requests,
+    input tokens, expected output tokens and the cost range per task."""
+    generate(**kwargs, dry_run=True, batch=False)
+
+
+def _same_options(func: Any, like: Any, drop: tuple[str, ...]) -> None:
+    import inspect
+
+    sig = inspect.signature(like)
+    func.__signature__ = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name not in drop])
+    func.__annotations__ = {k: v for k, v in like.__annotations__.items() if k not in drop}
+
+
+_same_options(estimate, generate, ("dry_run", "batch"))
+app.command()(estimate)
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -690,3 +754,120 @@ def filter_(
                              embed_response, embedder),
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
                  {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+batch_app = typer.Typer(help="OpenAI Batch API jobs of a run (start them with "
+                        "`synth generate --batch`).", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+
+
+def _batch_store(run_dir: Path) -> Any:
+    from synth.store import RunStore
+
+    if not (run_dir / "store.sqlite").exists():
+        raise InputError(f"{run_dir} has no run store; start with `synth generate --batch`")
+    store = RunStore(run_dir)
+    store.begin("batch")
+    return store
+
+
+@batch_app.command("submit")
+def batch_submit(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Resubmit the requests that failed, expired or were cancelled."
+    )] = False,
+    max_requests: Annotated[int, typer.Option(help="Requests per batch file.")] = 50_000,
+    max_bytes: Annotated[int, typer.Option(help="Bytes per batch file.")] = 200 * 1024 * 1024,
+    export: Annotated[Path | None, typer.Option(
+        help="Write the pending requests to this JSONL file instead of uploading them (for "
+             "vLLM's run_batch).")] = None,
+) -> None:
+    """Submit queued requests (and, with --retry-failed, failed ones) as batches."""
+    from synth.llm import batch as b
+
+    try:
+        with _batch_store(run_dir) as store:
+            if export is not None:
+                typer.echo(f"wrote {b.export(store, export)} requests to {export}")
+                return
+            ids = b.submit(store, base_url, retry_failed, max_requests, max_bytes)
+            counts = store.batch_request_counts()
+    except SynthError as exc:
+        raise fail(exc) from exc
+    typer.echo(f"submitted {len(ids)} batch(es): {' '.join(ids) or '-'}; requests: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@batch_app.command("status")
+def batch_status(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Per-batch status and request counts (survives crashes: ids live in the run store)."""
+    import json
+
+    from synth.llm import batch as b
+
+    try:
+        with _batch_store(run_dir) as store:
+            rows = b.status(store, base_url)
+            counts = store.batch_request_counts()
+    except SynthError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps({"batches": rows, "requests": counts}, indent=2))
+        return
+    for r in rows:
+        c = r["counts"]
+        typer.echo(f"{r['id']}  {r['status']:<11} {c.get('completed', 0)}/{r['requests']} done, "
+                   f"{c.get('failed', 0)} failed{'  collected' if r['collected'] else ''}")
+    typer.echo("requests: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"))
+
+
+@batch_app.command("collect")
+def batch_collect(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Read this local output file (vLLM run_batch) instead of the Batch API.")] = None,
+    price_in: Annotated[float | None, typer.Option(help="USD per 1M input tokens.")] = None,
+    price_out: Annotated[float | None, typer.Option(help="USD per 1M output tokens.")] = None,
+) -> None:
+    """Download finished batches into the request cache; then rerun generate."""
+    from synth.llm import batch as b
+    from synth.llm.cost import CostMeter
+
+    try:
+        with _batch_store(run_dir) as store:
+            meter = CostMeter(store, price_in, price_out, batch=True)
+            got = (b.collect_file(store, output, meter) if output is not None
+                   else b.collect(store, base_url, meter))
+            counts = store.batch_request_counts()
+    except SynthError as exc:
+        raise fail(exc) from exc
+    usd = meter.snapshot()["usd"]
+    typer.echo(f"collected {got.batches} batch(es): {got.succeeded} answers cached, "
+               f"{got.failed} failed, {got.expired} expired"
+               + ("" if usd is None else f", ${usd:.4f} at the batch price")
+               + "; requests: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@batch_app.command("cancel")
+def batch_cancel(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+) -> None:
+    """Cancel the run's batches that are still running."""
+    from synth.llm import batch as b
+
+    try:
+        with _batch_store(run_dir) as store:
+            ids = b.cancel(store, base_url)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    typer.echo(f"cancelled {len(ids)} batch(es): {' '.join(ids) or '-'}")

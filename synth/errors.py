@@ -15,6 +15,9 @@ The tree::
     │   ├── ModelNotFound        the endpoint does not serve the requested model
     │   └── ServerStartError     the embedded llama.cpp server did not come up
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
+    ├── RunIncomplete          the run stopped with work left; a rerun resumes (exit code 3)
+    │   ├── BudgetExhausted      --budget-usd / --budget-tokens reached
+    │   └── BatchPending         requests wait on Batch API jobs (collect, then rerun)
     └── SandboxError           generated code cannot be executed safely
         └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
 """
@@ -60,6 +63,23 @@ class ServerStartError(LLMError):
 
 class StoreError(SynthError):
     """The run directory or its SQLite store cannot be used."""
+
+
+class RunIncomplete(SynthError):
+    """The run stopped cleanly with records left; rerunning the same command resumes it.
+
+    The CLI exits with :attr:`exit_code` 3 ("incomplete: rerun to resume"), not 1.
+    """
+
+    exit_code = 3
+
+
+class BudgetExhausted(RunIncomplete):
+    """The next request could exceed ``--budget-usd`` or ``--budget-tokens``."""
+
+
+class BatchPending(RunIncomplete):
+    """Requests were handed to the Batch API; collect them, then rerun."""
 
 
 class SandboxError(SynthError):

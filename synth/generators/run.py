@@ -11,7 +11,9 @@ rerun sends nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -21,13 +23,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig, as_dict
 from synth.datafiles import read_records
-from synth.errors import ConfigError, InputError
+from synth.errors import BatchPending, ConfigError, InputError
+from synth.estimate import estimate
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.base import Task
 from synth.generators.evol import source_record
 from synth.generators.loop import TaskStage, loop_card_section, template_hash
 from synth.generators.memory import ExampleMemory
+from synth.llm import batch
+from synth.llm.batch import Collector
 from synth.llm.client import LLMClient, SamplingParams
+from synth.llm.cost import cost_card_section, run_cost
 from synth.llm.server import endpoint
 from synth.pipeline import Progress, RunContext, run_stages, write_outputs
 from synth.prompts import Prompts
@@ -80,12 +86,17 @@ def resolve_model(requested: str | None, served: list[str], embedded: bool, base
 
 
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, mode: str = "live") -> dict[str, Any]:
     """Run one ``synth generate`` job; returns the stats written to ``stats.json``.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
     RUN/rejects.jsonl, RUN/stats.json and RUN/config.json. Outputs are written also when
     interrupted.
+
+    ``mode`` ``batch``: requests that are not cached are queued and submitted to the Batch API
+    instead of sent (raises BatchPending while any are left; writes the dataset once every
+    answer is cached). ``estimate``: nothing is sent and no endpoint is contacted; returns
+    :func:`synth.estimate.estimate`'s report.
     """
     tasks, mix = build_tasks(gen.task, gen.weights, gen.to)
     prompts = Prompts(gen.templates)
@@ -116,12 +127,21 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
             log.info("memory: %d new cases from %s", memory.seed_from(Path(path), tasks), path)
         ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(), "block": memory.block,
                                              "lag_waits": memory.waits}
-        with endpoint(llm.base_url, run_dir) as (base_url, embedded):
+        collector = Collector() if mode != "live" else None
+        opened = (endpoint(llm.base_url, run_dir) if mode != "estimate"
+                  else contextlib.nullcontext((llm.base_url or "http://127.0.0.1:0/v1",
+                                               llm.base_url is None)))
+        with opened as (base_url, embedded):
             client = LLMClient(base_url, llm.model or "", store, llm, stats=ctx.stats.llm)
+            client.defer = collector
+            ctx.stats.extra["admission"] = client.admission.snapshot
             try:
-                served = ctx.loop.run(client.list_models())
-                client.model = resolve_model(llm.model, served, embedded, base_url)
-                ctx.loop.run(client.check(served))
+                if mode == "estimate":
+                    client.model = llm.model or EMBEDDED_MODEL
+                else:
+                    served = ctx.loop.run(client.list_models())
+                    client.model = resolve_model(llm.model, served, embedded, base_url)
+                    ctx.loop.run(client.check(served))
                 resolved = dataclasses.replace(llm, base_url=_redact(base_url), model=client.model)
                 config = as_dict(gen, resolved) | source | {"run_dir": str(run_dir),
                                                             "tasks": task_options(tasks)}
@@ -141,17 +161,45 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     interrupted = True
                     log.warning("interrupted: writing what finished so far")
                 finally:
-                    memory.close(complete=finished)
-                    config["answer_dialect"] = stage.dialects()
-                    sections = [loop_card_section(stage.counters)] if gen.discriminator else []
-                    stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
-                                          sections, description=_description(tasks, mix))
+                    deferred = collector is not None and bool(collector.requests)
+                    memory.close(complete=finished and not deferred)
+                    if not deferred:  # a dataset is written once every answer is there
+                        config["answer_dialect"] = stage.dialects()
+                        sections = ([loop_card_section(stage.counters)]
+                                    if gen.discriminator else [])
+                        ctx.stats.extra["cost"] = functools.partial(
+                            run_cost, store, client.admission.meter)
+                        sections.append(cost_card_section(run_cost(store,
+                                                                   client.admission.meter)))
+                        stats = write_outputs(ctx, config, f"synth {gen.task} dataset",
+                                              interrupted, sections,
+                                              description=_description(tasks, mix))
                 if interrupted:
                     raise KeyboardInterrupt
+                if mode == "estimate" and collector is not None:
+                    return estimate(collector, store, client.model, gen, llm)
+                if deferred and collector is not None:
+                    _submit(store, collector, base_url)
                 return stats
             finally:
                 ctx.loop.run(client.aclose())
                 ctx.close()
+
+
+def _submit(store: RunStore, collector: Collector, base_url: str) -> None:
+    """Queue and submit the requests a ``--batch`` pass collected; raises BatchPending."""
+    new = collector.queue(store)
+    ids = batch.submit(store, base_url)
+    counts = store.batch_request_counts()
+    waiting = counts.get("submitted", 0)
+    failed = sum(counts.get(s, 0) for s in batch.RETRYABLE)
+    msg = (f"{len(collector.requests)} requests are not cached: {new} new queued, "
+           f"{len(ids)} batch(es) submitted, {waiting} waiting on batches")
+    if failed:
+        msg += (f", {failed} failed or expired (`synth batch submit --retry-failed` resubmits "
+                "them, or rerun without --batch to send them live)")
+    raise BatchPending(msg + "; `synth batch status` / `synth batch collect`, then rerun "
+                       "this command")
 
 
 def _description(tasks: dict[str, Task], mix: dict[str, float] | None) -> str:

@@ -1,19 +1,21 @@
 """The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
 
-Every call goes ``cache → rate limiter → semaphore → HTTP (with retries) → cache write``. The
+Every call goes ``cache → admission → HTTP (with retries) → cache write``; admission
+(:mod:`synth.llm.limits`: budget, adaptive concurrency window, RPM/TPM from the provider's
+headers, cost of every attempt) is called before and after each attempt. The
 response is journaled in the run store *before* the caller sees it, so a crash after the reply
 arrived never pays for it twice, and a rerun of the same command sends only what is not cached.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import hashlib
 import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +31,8 @@ from tenacity import (
 
 from synth.config import LLMConfig, api_key
 from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
-from synth.llm.ratelimit import TokenBucket, count_tokens
+from synth.llm.cost import Budget, CostMeter
+from synth.llm.limits import Admission
 from synth.store import RunStore
 
 log = logging.getLogger("synth.llm")
@@ -158,11 +161,16 @@ class LLMClient:
         config: concurrency, timeouts, retry bounds, rate limits.
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
         http_client: optional httpx client (tests pass one with a ``MockTransport``).
+        admission: the admission object (default: one built from ``config``).
+
+    ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
+    fails with reason ``deferred`` instead of being sent (Batch API submission, dry runs).
     """
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 admission: Admission | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
@@ -172,9 +180,8 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
                                           timeout=config.timeout_s,
                                           http_client=http_client)  # type: ignore[arg-type]
-        self._sem = asyncio.Semaphore(config.concurrency)
-        self._rpm = TokenBucket(config.rpm) if config.rpm else None
-        self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.admission = admission or default_admission(config, store)
+        self.defer: Callable[[str, dict[str, Any]], None] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -227,20 +234,14 @@ class LLMClient:
         if hit is not None:
             self.stats["cache_hits"] += 1
             return Completion.from_cache(hit, key)
-        if self._rpm is not None:
-            await self._rpm.acquire(1)
-        if self._tpm is not None:
-            prompt = "\n".join(m.get("content", "") for m in messages)
-            await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
-        async with self._sem:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            started = time.monotonic()
-            try:
-                completion = await self._send_with_retries(messages, params)
-            finally:
-                self.in_flight -= 1
-                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+        if self.defer is not None:
+            self.defer(key, {"model": self.model, "messages": messages, **params.to_request()})
+            raise LLMRequestFailed("deferred", "not cached; handed to the batch, not sent")
+        started = time.monotonic()
+        try:
+            completion = await self._send_with_retries(messages, params, key)
+        finally:
+            self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
         completion.key = key
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
@@ -261,8 +262,8 @@ class LLMClient:
         exc = state.outcome.exception() if state.outcome else None
         log.debug("retrying after %s (attempt %d)", exc.__class__.__name__, state.attempt_number)
 
-    async def _send_with_retries(self, messages: list[Message],
-                                 params: SamplingParams) -> Completion:
+    async def _send_with_retries(self, messages: list[Message], params: SamplingParams,
+                                 key: str = "") -> Completion:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_attempts),
             wait=self._wait,
@@ -273,7 +274,7 @@ class LLMClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send(messages, params)
+                    return await self._admitted(messages, params, key)
         except openai.AuthenticationError as exc:
             raise AuthenticationFailed(
                 f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY") from exc
@@ -290,12 +291,35 @@ class LLMClient:
                                    status) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _send(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def _admitted(self, messages: list[Message], params: SamplingParams,
+                        key: str) -> Completion:
+        """One attempt between the two admission hooks (limits, window, cost, budget)."""
+        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            completion, headers = await self._send(messages, params)
+        except BaseException as exc:
+            self.in_flight -= 1
+            status = getattr(exc, "status_code", None)
+            response = getattr(exc, "response", None)
+            await self.admission.release(
+                ticket, self.model, status, getattr(response, "headers", None), None, exc,
+                retry_after_seconds(exc))
+            raise
+        self.in_flight -= 1
+        await self.admission.release(ticket, self.model, 200, headers,
+                                     (completion.tokens_in, completion.tokens_out))
+        return completion
+
+    async def _send(self, messages: list[Message],
+                    params: SamplingParams) -> tuple[Completion, Any]:
         self.stats["requests"] += 1
-        resp = await self._client.chat.completions.create(
+        raw = await self._client.chat.completions.with_raw_response.create(
             model=self.model, messages=messages,  # type: ignore[arg-type]
             **params.to_request(),
         )
+        resp = raw.parse()
         if not resp.choices:
             raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
         choice = resp.choices[0]
@@ -309,7 +333,18 @@ class LLMClient:
             tokens_in=usage.prompt_tokens if usage else 0,
             tokens_out=usage.completion_tokens if usage else 0,
             logprobs=logprobs,
-        )
+        ), raw.headers
+
+
+def default_admission(config: LLMConfig, store: RunStore) -> Admission:
+    """The admission of a client built from ``config``: window, limits, prices, budget."""
+    budget = None
+    if config.budget_usd is not None or config.budget_tokens is not None:
+        spent_usd, spent_tokens = store.spent()
+        budget = Budget(config.budget_usd, config.budget_tokens, spent_usd, spent_tokens)
+    meter = CostMeter(store, config.price_in, config.price_out)
+    return Admission(config.concurrency, config.rpm, config.tpm, meter, budget,
+                     adaptive=config.adaptive)
 
 
 def _message(exc: BaseException) -> str:
