@@ -55,6 +55,9 @@ class LLMConfig:
     price_out: float | None = None
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    # Batch API file limits (the API's own; lower them to test splitting or for a proxy).
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200 * 1024 * 1024
 
     def validate(self) -> None:
         _positive("concurrency", self.concurrency)

@@ -37,7 +37,8 @@ class FakeEndpoint:
         return [line for line in self.log.read_text().splitlines() if line]
 
 
-def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None) -> FakeEndpoint:
+def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None,
+               extra: list[str] | None = None) -> FakeEndpoint:
     stamp = time.monotonic_ns()
     port_file = tmp / f"port-{stamp}"
     log = tmp / f"fake-requests-{stamp}.log"  # one log per server: tests count each one's
@@ -45,7 +46,7 @@ def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None) -> Fak
            "--delay", str(delay), "--log", str(log)]
     if api_key:
         cmd += ["--api-key", api_key]
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd + (extra or []))
     deadline = time.monotonic() + 20
     while not port_file.exists():
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -60,8 +61,9 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeEndpoint]]:
     """Factory for fake endpoint processes; all are stopped after the test."""
     started: list[FakeEndpoint] = []
 
-    def make(delay: float = 0.0, api_key: str | None = None) -> FakeEndpoint:
-        endpoint = start_fake(tmp_path, delay, api_key)
+    def make(delay: float = 0.0, api_key: str | None = None,
+             extra: list[str] | None = None) -> FakeEndpoint:
+        endpoint = start_fake(tmp_path, delay, api_key, extra)
         started.append(endpoint)
         return endpoint
 

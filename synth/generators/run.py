@@ -179,17 +179,18 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                 if mode == "estimate" and collector is not None:
                     return estimate(collector, store, client.model, gen, llm)
                 if deferred and collector is not None:
-                    _submit(store, collector, base_url)
+                    _submit(store, collector, base_url, llm)
                 return stats
             finally:
                 ctx.loop.run(client.aclose())
                 ctx.close()
 
 
-def _submit(store: RunStore, collector: Collector, base_url: str) -> None:
+def _submit(store: RunStore, collector: Collector, base_url: str, llm: LLMConfig) -> None:
     """Queue and submit the requests a ``--batch`` pass collected; raises BatchPending."""
     new = collector.queue(store)
-    ids = batch.submit(store, base_url)
+    ids = batch.submit(store, base_url, max_requests=llm.batch_max_requests,
+                       max_bytes=llm.batch_max_bytes)
     counts = store.batch_request_counts()
     waiting = counts.get("submitted", 0)
     failed = sum(counts.get(s, 0) for s in batch.RETRYABLE)
