@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FakeEndpoint, chat_response
 import test_batch
+from conftest import FakeEndpoint, chat_response
 from test_batch import cli, gen_args, rows
 
 from synth.config import LLMConfig
