@@ -210,6 +210,7 @@ class Ticket:
     epoch: int
     scope: tuple[str, str]
     key: str = ""
+    concurrent: int = 1  # our requests in flight when it was sent, itself included
 
 
 @dataclass
@@ -230,7 +231,7 @@ class Window:
     decrease: float = 0.5
     latency_decrease: float = 0.8
     tolerance: float = 2.0
-    hold: float = 1.5
+    hold: float = 1.3
     probe_s: float = 1.0
     limit: float = 0.0
     in_flight: int = 0
@@ -284,15 +285,15 @@ class Window:
             self.in_flight += 1
 
     async def release(self, status: int | None, latency_s: float | None, retry_after: float | None,
-                      epoch: int, tokens_out: int = 0) -> None:
+                      epoch: int, tokens_out: int = 0, concurrent: int = 2) -> None:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            self._observe(status, latency_s, retry_after, epoch, tokens_out)
+            self._observe(status, latency_s, retry_after, epoch, tokens_out, concurrent)
             cond.notify_all()
 
     def _observe(self, status: int | None, latency_s: float | None, retry_after: float | None,
-                 epoch: int, tokens_out: int) -> None:
+                 epoch: int, tokens_out: int, concurrent: int = 2) -> None:
         now = time.monotonic()
         if status in OVERLOAD:
             self.successes = 0
@@ -310,9 +311,13 @@ class Window:
         # Latency per output token when the length is known: long answers are not congestion.
         signal = latency_s / (1.0 + tokens_out / 64.0)
         if self.baseline is None or signal < self.baseline:
-            self.baseline = signal
-        else:  # drift up slowly, so a fleet that got slower for good is rebaselined
-            self.baseline += 0.01 * (signal - self.baseline)
+            self.baseline = signal  # the best recent latency
+        elif concurrent <= 1:
+            # sent alone: nothing of ours queued ahead of it, an unloaded measurement; this also
+            # rebaselines a fleet that got slower for good once the window is at its floor
+            self.baseline += 0.5 * (signal - self.baseline)
+        elif signal <= self.tolerance * self.baseline:
+            self.baseline += 0.002 * (signal - self.baseline)  # slow drift, never from congestion
         self.recent = signal if self.recent is None else self.recent + 0.2 * (signal - self.recent)
         ratio = self.recent / self.baseline if self.baseline > 0 else 1.0
         if ratio > self.tolerance and epoch == self.epoch:
@@ -394,7 +399,8 @@ class Admission:
         if self.trace is not None:
             self.trace.append((time.monotonic(), self.window.size, self.window.in_flight))
         return Ticket(tokens_in, max_tokens, float(reserved_usd), int(reserved_tokens),
-                      time.monotonic(), self.window.epoch, attribution(), key)
+                      time.monotonic(), self.window.epoch, attribution(), key,
+                      self.window.in_flight)
 
     async def release(self, ticket: Ticket, model: str, status: int | None,
                       headers: Mapping[str, str] | None = None,
@@ -404,7 +410,7 @@ class Admission:
         latency = time.monotonic() - ticket.sent
         self.limits.update(headers)
         await self.window.release(status, latency if error is None else None, retry_after,
-                                  ticket.epoch, usage[1] if usage else 0)
+                                  ticket.epoch, usage[1] if usage else 0, ticket.concurrent)
         usd, tokens = self.meter.book(model, ticket, status, usage, error)
         if self.budget is not None:
             self.budget.settle(ticket.reserved_usd, ticket.reserved_tokens, usd, tokens)
