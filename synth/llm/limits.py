@@ -51,10 +51,11 @@ def _encoding(model: str) -> tuple[Any, str]:
     (characters / 4, reported as such).
     """
     try:
-        from tokenizers import Tokenizer  # type: ignore[import-not-found]
-
         if "/" in model:
-            return Tokenizer.from_pretrained(model), model
+            import importlib
+
+            tokenizers = importlib.import_module("tokenizers")
+            return tokenizers.Tokenizer.from_pretrained(model), model
     except Exception:  # noqa: BLE001 - not installed, not cached, offline: try the next one
         pass
     try:
@@ -378,7 +379,7 @@ class Admission:
                 have finished and been cached).
         """
         tokens_in = count_message_tokens(messages, model)
-        reserved_usd = reserved_tokens = 0
+        reserved_usd, reserved_tokens = 0.0, 0
         if self.budget is not None:
             reserved_usd, reserved_tokens = await self.budget.reserve(
                 self.meter.worst_case(model, tokens_in, max_tokens), tokens_in + max_tokens,

@@ -74,6 +74,7 @@ def run_batch_rounds(run: Path, seeds: Path, url: str, toml: Path,
     raise AssertionError(f"no dataset after {passes} passes: {codes}")
 
 
+@pytest.mark.slow
 def test_batch_rounds_equal_a_live_run(tmp_path: Path, seeds: Path,
                                        fake_server: Callable[..., FakeEndpoint]) -> None:
     live_fake = fake_server()
@@ -114,6 +115,7 @@ def test_batch_rounds_equal_a_live_run(tmp_path: Path, seeds: Path,
     assert fake.requests() == [] and rows(run) == rows(live)
 
 
+@pytest.mark.slow
 def test_status_survives_a_restart_and_expiry_is_resubmitted(
         tmp_path: Path, seeds: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
     blog = tmp_path / "batch.log"
