@@ -338,9 +338,11 @@ class RunStore:
 
     def batch_add_requests(self, rows: list[tuple[str, str, str, str]]) -> int:
         """Queue ``(key, record_id, stage, body)`` for the next batch; known keys are skipped."""
-        cur = self.db.executemany(
-            "INSERT OR IGNORE INTO batch_requests (key, record_id, stage, body, state) "
-            "VALUES (?,?,?,?,'pending')", rows)
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.executemany(
+                "INSERT OR IGNORE INTO batch_requests (key, record_id, stage, body, state) "
+                "VALUES (?,?,?,?,'pending')", rows)
         return cur.rowcount
 
     def batch_requests(self, state: str, batch_id: str | None = None) -> list[tuple[str, str]]:
@@ -351,6 +353,15 @@ class RunStore:
             sql += " AND batch_id = ?"
             args += (batch_id,)
         return [(k, b) for k, b in self.db.execute(sql + " ORDER BY rowid", args).fetchall()]
+
+    def batch_scopes(self, batch_id: str | None = None) -> dict[str, tuple[str, str]]:
+        """key -> (record id, stage) of the queued requests (of one batch when given)."""
+        sql = "SELECT key, record_id, stage FROM batch_requests"
+        args: tuple[Any, ...] = ()
+        if batch_id is not None:
+            sql += " WHERE batch_id = ?"
+            args = (batch_id,)
+        return {k: (r, s) for k, r, s in self.db.execute(sql, args).fetchall()}
 
     def batch_request_counts(self) -> dict[str, int]:
         return dict(self.db.execute(

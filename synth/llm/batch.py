@@ -219,6 +219,25 @@ def read_results(store: RunStore, text: str, meter: CostMeter | None, result: Co
     """
     done: list[str] = []
     failed: list[tuple[str, str]] = []
+    scopes = store.batch_scopes()
+    # One transaction per file: answers, their spend rows and their new state commit together,
+    # so a crash mid-collect neither loses an answer nor books it twice on the next collect.
+    with store.db:
+        store.db.execute("BEGIN")
+        _read_lines(store, text, meter, submitted, scopes, done, failed)
+        store.db.executemany("UPDATE batch_requests SET state = 'succeeded', error = NULL "
+                             "WHERE key = ?", [(k,) for k in done])
+        store.db.executemany("UPDATE batch_requests SET state = ?, error = ? WHERE key = ?",
+                             [("expired" if "expired" in why else "failed", why, k)
+                              for k, why in failed])
+    result.succeeded += len(done)
+    result.failed += sum(1 for _, why in failed if "expired" not in why)
+    result.expired += sum(1 for _, why in failed if "expired" in why)
+
+
+def _read_lines(store: RunStore, text: str, meter: CostMeter | None, submitted: dict[str, str],
+                scopes: dict[str, tuple[str, str]], done: list[str],
+                failed: list[tuple[str, str]]) -> None:
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -240,26 +259,13 @@ def read_results(store: RunStore, text: str, meter: CostMeter | None, result: Co
             model = json.loads(body).get("model", "")
             store.put_response(key, model, completion.to_cache())
             if meter is not None:
-                record_id, stage = _scope_of(store, key)
-                meter.add(model, key, (record_id, stage), 200, completion.tokens_in,
+                meter.add(model, key, scopes.get(key, ("", "")), 200, completion.tokens_in,
                           completion.tokens_out, ok=True, batch=True)
             done.append(key)
         else:
             err = error or (payload.get("error") if isinstance(payload, dict) else None) or {}
             failed.append((key, f"{code}: {err.get('code', '')} {err.get('message', '')}"
                            .strip()[:300]))
-    store.batch_set_state(done, "succeeded")
-    for key, why in failed:
-        store.batch_set_state([key], "expired" if "expired" in why else "failed", error=why)
-    result.succeeded += len(done)
-    result.failed += sum(1 for _, why in failed if "expired" not in why)
-    result.expired += sum(1 for _, why in failed if "expired" in why)
-
-
-def _scope_of(store: RunStore, key: str) -> tuple[str, str]:
-    row = store.db.execute("SELECT record_id, stage FROM batch_requests WHERE key = ?",
-                           (key,)).fetchone()
-    return (row[0], row[1]) if row else ("", "")
 
 
 def collect(store: RunStore, base_url: str | None, meter: CostMeter | None) -> Collected:

@@ -232,7 +232,7 @@ class Window:
     decrease: float = 0.5
     latency_decrease: float = 0.8
     tolerance: float = 2.0
-    hold: float = 1.3
+    hold: float = 1.6
     probe_s: float = 1.0
     limit: float = 0.0
     in_flight: int = 0
@@ -311,8 +311,11 @@ class Window:
         self.first_done = True
         # Latency per output token when the length is known: long answers are not congestion.
         signal = latency_s / (1.0 + tokens_out / 64.0)
-        if self.baseline is None or signal < self.baseline:
-            self.baseline = signal  # the best recent latency
+        if self.baseline is None:
+            self.baseline = signal
+        elif signal < self.baseline:
+            # an EWMA of the best latencies: one lucky fast answer does not set the bar
+            self.baseline += 0.3 * (signal - self.baseline)
         elif concurrent <= 1:
             # sent alone: nothing of ours queued ahead of it, an unloaded measurement; this also
             # rebaselines a fleet that got slower for good once the window is at its floor
@@ -322,7 +325,9 @@ class Window:
         self.recent = signal if self.recent is None else self.recent + 0.2 * (signal - self.recent)
         ratio = self.recent / self.baseline if self.baseline > 0 else 1.0
         if ratio > self.tolerance and epoch == self.epoch:
-            self.limit = max(float(self.floor), self.limit * self.latency_decrease)
+            # the further above the tolerance, the deeper the cut (0.5..latency_decrease)
+            factor = min(self.latency_decrease, max(0.5, self.tolerance / ratio))
+            self.limit = max(float(self.floor), self.limit * factor)
             self.epoch += 1
             self.successes = 0
             self.events["latency"] += 1
