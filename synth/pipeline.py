@@ -311,6 +311,7 @@ class AsyncStage(Stage):
         runner = self.ctx.loop
         loop = runner.get_loop()
         pending: set[asyncio.Task[Record | None]] = set()
+        done: set[asyncio.Task[Record | None]] = set()
         source = iter(records)
         exhausted = False
         try:
@@ -329,7 +330,11 @@ class AsyncStage(Stage):
                     result = task.result()
                     if result is not None:
                         yield result
+                done = set()
         finally:
+            for task in done:  # siblings that failed with the error that stops the run
+                if not task.cancelled():
+                    task.exception()
             for task in pending:
                 task.cancel()
             if pending and not loop.is_closed():

@@ -128,15 +128,20 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
         ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(), "block": memory.block,
                                              "lag_waits": memory.waits}
         collector = Collector() if mode != "live" else None
-        opened = (endpoint(llm.base_url, run_dir) if mode != "estimate"
-                  else contextlib.nullcontext((llm.base_url or "http://127.0.0.1:0/v1",
-                                               llm.base_url is None)))
+        # --batch with no endpoint only queues (for vLLM's run_batch); an estimate contacts none
+        offline = mode == "estimate" or (mode == "batch" and llm.base_url is None)
+        if mode == "batch" and offline and not llm.model:
+            raise ConfigError("--batch without an endpoint queues requests for an offline "
+                              "runner: give --model (the name the runner serves)")
+        opened = (endpoint(llm.base_url, run_dir) if not offline
+                  else contextlib.nullcontext((llm.base_url or "",
+                                               mode == "estimate" and llm.base_url is None)))
         with opened as (base_url, embedded):
             client = LLMClient(base_url, llm.model or "", store, llm, stats=ctx.stats.llm)
             client.defer = collector
             ctx.stats.extra["admission"] = client.admission.snapshot
             try:
-                if mode == "estimate":
+                if offline:
                     client.model = llm.model or EMBEDDED_MODEL
                 else:
                     served = ctx.loop.run(client.list_models())
@@ -189,6 +194,12 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
 def _submit(store: RunStore, collector: Collector, base_url: str, llm: LLMConfig) -> None:
     """Queue and submit the requests a ``--batch`` pass collected; raises BatchPending."""
     new = collector.queue(store)
+    if not base_url:
+        raise BatchPending(
+            f"{len(collector.requests)} requests are not cached ({new} newly queued); no "
+            "endpoint: `synth batch submit --export FILE` writes them for vLLM's run_batch "
+            "(or `synth batch submit --base-url URL`), `synth batch collect --output RESULTS` "
+            "reads the answers back; then rerun this command")
     ids = batch.submit(store, base_url, max_requests=llm.batch_max_requests,
                        max_bytes=llm.batch_max_bytes)
     counts = store.batch_request_counts()

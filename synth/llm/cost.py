@@ -206,28 +206,38 @@ class Budget:
         self.exhausted: str | None = None
 
     async def reserve(self, usd: float, tokens: int, window: Window) -> tuple[float, int]:
+        """Reserve the worst case of one attempt, waiting while in-flight reservations settle.
+
+        Raises:
+            BudgetExhausted: it does not fit even with nothing in flight (after the requests
+                in flight have finished).
+        """
         if self.usd is not None and math.isnan(usd):
             raise ConfigError("--budget-usd needs a price for this model: pass --price-in and "
                               "--price-out (USD per 1M tokens)")
-        if self.exhausted is None:
-            if self.usd is not None and self.spent_usd + self.reserved_usd + usd > self.usd:
-                self.exhausted = (f"--budget-usd {self.usd:g} reached (spent "
-                                  f"${self.spent_usd:.4f}; the next request may cost up to "
-                                  f"${usd:.4f})")
-            elif (self.tokens is not None
-                  and self.spent_tokens + self.reserved_tokens + tokens > self.tokens):
-                self.exhausted = (f"--budget-tokens {self.tokens} reached (spent "
-                                  f"{self.spent_tokens}; the next request may use up to "
-                                  f"{tokens})")
-        if self.exhausted is not None:
-            while window.in_flight > 0:  # let paid-for answers arrive and be cached
-                await asyncio.sleep(0.01)
-            raise BudgetExhausted(f"{self.exhausted}; incomplete: rerun with a higher budget "
-                                  "to resume from the cache")
         usd = 0.0 if math.isnan(usd) else usd
-        self.reserved_usd += usd
-        self.reserved_tokens += tokens
-        return usd, tokens
+        while self.exhausted is None:
+            over_usd = (self.usd is not None
+                        and self.spent_usd + self.reserved_usd + usd > self.usd)
+            over_tokens = (self.tokens is not None
+                           and self.spent_tokens + self.reserved_tokens + tokens > self.tokens)
+            if not over_usd and not over_tokens:
+                self.reserved_usd += usd
+                self.reserved_tokens += tokens
+                return usd, tokens
+            if self.reserved_usd > 0 or self.reserved_tokens > 0:
+                # in-flight worst cases usually settle far lower: wait for them, then decide
+                await asyncio.sleep(0.01)
+                continue
+            self.exhausted = (
+                f"--budget-usd {self.usd:g} reached (spent ${self.spent_usd:.4f}; the next "
+                f"request may cost up to ${usd:.4f})" if over_usd else
+                f"--budget-tokens {self.tokens} reached (spent {self.spent_tokens}; the next "
+                f"request may use up to {tokens})")
+        while window.in_flight > 0:  # let paid-for answers arrive and be cached
+            await asyncio.sleep(0.01)
+        raise BudgetExhausted(f"{self.exhausted}; incomplete: rerun with a higher budget "
+                              "to resume from the cache")
 
     def unreserve(self, usd: float, tokens: int) -> None:
         self.reserved_usd -= usd

@@ -19,7 +19,7 @@ SRC = Path(__file__).parents[2] / "synth" / "llm"
 
 
 def cli(*args: str, base_url: str | None = None) -> Result:
-    env = {"OPENAI_BASE_URL": base_url} if base_url else {}
+    env = {"OPENAI_BASE_URL": base_url}  # None: unset, no endpoint at all
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
 
 
@@ -147,3 +147,32 @@ def test_status_survives_a_restart_and_expiry_is_resubmitted(
     assert len(resent) == 2 and all(before[k] == 1 for k in resent)  # only the expired ones
     res = cli("batch", "cancel", "--run-dir", str(run), base_url=url)
     assert "cancelled 0" in res.output
+
+
+@pytest.mark.slow
+def test_offline_queue_export_and_collect_a_runner_output(tmp_path: Path, seeds: Path) -> None:
+    """vLLM run_batch: queue with no endpoint, export, answer the file offline, collect."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from fake_openai import completion
+
+    run = tmp_path / "run"
+    args = gen_args(run, seeds, "--batch", "--no-discriminator")
+    res = cli(*args)
+    assert res.exit_code == 3 and "--export" in res.output, res.output
+    requests = tmp_path / "requests.jsonl"
+    res = cli("batch", "submit", "--export", str(requests), "--run-dir", str(run))
+    assert "wrote 4 requests" in res.output, res.output
+    results = tmp_path / "results.jsonl"
+    with open(results, "w") as out:  # what run_batch writes: one answer line per request
+        for line in requests.read_text().splitlines():
+            item = json.loads(line)
+            out.write(json.dumps({"id": "x", "custom_id": item["custom_id"], "error": None,
+                                  "response": {"status_code": 200,
+                                               "body": completion(item["body"], 0)}}) + "\n")
+    res = cli("batch", "collect", "--output", str(results), "--run-dir", str(run))
+    assert "4 answers cached" in res.output, res.output
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert len(rows(run)) == 4
