@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,7 @@ def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, sco
     from synth.filters.testquality import TestQuality
     from synth.generators.run import _redact, resolve_model
     from synth.llm.client import LLMClient
+    from synth.llm.cost import run_cost
     from synth.llm.server import endpoint
     from synth.prompts import Prompts
 
@@ -113,6 +115,8 @@ def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, sco
     base_url, embedded = stack.enter_context(endpoint(llm.base_url, run_dir))
     client = LLMClient(base_url, llm.model or "", ctx.store, llm, stats=ctx.stats.llm)
     stack.callback(lambda: ctx.loop.run(client.aclose()))
+    ctx.stats.extra["admission"] = client.admission.snapshot  # window, limits, budget
+    ctx.stats.extra["cost"] = functools.partial(run_cost, ctx.store, client.admission.meter)
     served = ctx.loop.run(client.list_models())
     client.model = resolve_model(llm.model, served, embedded, base_url)
     ctx.loop.run(client.check())
