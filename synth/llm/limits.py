@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,19 +43,29 @@ MAX_PAUSE_S = 60.0
 
 
 @functools.cache
-def _encoding(model: str) -> tuple[Any, str]:
-    """(encoder, name) for ``model``: its own tokenizer when one is available offline.
+def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
+    """(token counter, tokenizer name) for ``model``: its own tokenizer when one is offline.
 
-    Order: a Hugging Face ``tokenizers`` tokenizer already in the local cache (open models served
-    by vLLM/llama.cpp), tiktoken's encoding for OpenAI model names, cl100k_base, else None
-    (characters / 4, reported as such).
+    Order: the embedded model's GGUF vocabulary (llama.cpp, vocabulary only: milliseconds), a
+    Hugging Face ``tokenizers`` tokenizer already in the local cache (open models served by
+    vLLM), tiktoken's encoding for OpenAI model names, cl100k_base, else None (characters / 4,
+    reported as such).
     """
-    try:
-        if "/" in model:
-            import importlib
+    import importlib
 
-            tokenizers = importlib.import_module("tokenizers")
-            return tokenizers.Tokenizer.from_pretrained(model), model
+    from synth.config import EMBEDDED_MODEL
+
+    try:
+        if model.lower() == EMBEDDED_MODEL:
+            from synth.llm.server import embedded_model_path
+
+            llama = importlib.import_module("llama_cpp").Llama(
+                model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+            return (lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False,
+                                                    special=False))), "gguf vocabulary"
+        if "/" in model:
+            hf = importlib.import_module("tokenizers").Tokenizer.from_pretrained(model)
+            return (lambda text: len(hf.encode(text, add_special_tokens=False).ids)), model
     except Exception:  # noqa: BLE001 - not installed, not cached, offline: try the next one
         pass
     try:
@@ -65,7 +75,7 @@ def _encoding(model: str) -> tuple[Any, str]:
             enc = tiktoken.encoding_for_model(model)
         except KeyError:
             enc = tiktoken.get_encoding("cl100k_base")
-        return enc, enc.name
+        return (lambda text: len(enc.encode(text, disallowed_special=()))), enc.name
     except Exception as exc:  # noqa: BLE001 - tiktoken fetches its BPE file on first use
         log.warning("no tokenizer for %s offline (%s); counting tokens as characters/4", model,
                     exc.__class__.__name__)
@@ -74,16 +84,14 @@ def _encoding(model: str) -> tuple[Any, str]:
 
 def tokenizer_name(model: str) -> str:
     """Which tokenizer :func:`count_message_tokens` uses for ``model``."""
-    return str(_encoding(model)[1])
+    return _encoding(model)[1]
 
 
 def count_text_tokens(text: str, model: str = "") -> int:
-    enc, _ = _encoding(model)
-    if enc is None:
+    count, _ = _encoding(model)
+    if count is None:
         return max(1, len(text) // 4)
-    if hasattr(enc, "encode_batch") and not hasattr(enc, "n_vocab"):  # HF tokenizers
-        return len(enc.encode(text).ids)
-    return len(enc.encode(text, disallowed_special=()))
+    return count(text)
 
 
 def count_message_tokens(messages: list[dict[str, str]], model: str = "") -> int:
