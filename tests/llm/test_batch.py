@@ -176,3 +176,29 @@ def test_offline_queue_export_and_collect_a_runner_output(tmp_path: Path, seeds:
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert len(rows(run)) == 4
+
+
+def test_a_crash_between_upload_and_create_is_repaired(
+        tmp_path: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
+    import openai
+
+    from synth.llm import batch
+
+    fake = fake_server()
+    with RunStore(tmp_path / "run") as store:
+        store.begin("test")
+        body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+        store.batch_add_requests([("k1", "r1", "generate", json.dumps(body))])
+        # what submit() had done when the process died: file uploaded and recorded, no batch
+        data = (batch_line("k1", body) + "\n").encode()
+        up = openai.OpenAI(base_url=fake.base_url, api_key="x").files.create(
+            file=("input.jsonl", data), purpose="batch")
+        store.batch_put(f"file:{up.id}", up.id, "uploaded", 1, {})
+        store.batch_set_state(["k1"], "submitted", f"file:{up.id}")
+        rows = batch.status(store, fake.base_url)
+        assert len(rows) == 1 and rows[0]["id"].startswith("batch_")
+        assert batch.submit(store, fake.base_url) == []  # nothing pending: not sent twice
+        for _ in range(2):
+            batch.status(store, fake.base_url)
+        got = batch.collect(store, fake.base_url, None)
+        assert got.succeeded == 1 and store.batch_request_counts() == {"succeeded": 1}
