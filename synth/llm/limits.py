@@ -13,8 +13,9 @@ The window is AIMD between 1 and ``--concurrency``: halve on 429/503 (once per r
 honouring ``Retry-After``), shrink by a fifth when latency rises well above its baseline (a
 vLLM/SGLang fleet queues instead of refusing), grow by one after a window's worth of successes.
 It never reaches zero: the floor is 1, a pause is bounded, and while paused one probe request
-per interval still goes out. The very first request goes alone, so the limits the provider
-announces and the unloaded latency are known before the window opens.
+per interval still goes out. It starts small (4, slow start: +1 per answer until the first
+signal), so the limits the provider announces and the unloaded latency are known before a
+burst.
 """
 
 from __future__ import annotations
@@ -249,21 +250,23 @@ class Window:
     baseline: float | None = None
     recent: float | None = None
     paused_until: float = 0.0
-    first_done: bool = False
+    slow_start: bool = True  # +1 per answer (doubling per round trip) until the first signal
+    initial: int = 4
     events: dict[str, int] = field(default_factory=lambda: {"overload": 0, "latency": 0,
                                                              "increase": 0, "probe": 0})
     _cond: asyncio.Condition | None = None
     _last_probe: float = 0.0
+    _next_ticket: int = 0
+    _serving: int = 0
+    _abandoned: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.ceiling = max(self.ceiling, self.floor)
-        self.limit = float(self.ceiling)
+        self.limit = float(min(self.ceiling, max(self.initial, self.floor)))
 
     @property
     def size(self) -> int:
-        """Requests allowed in flight now (the first request goes alone)."""
-        if not self.first_done:
-            return 1
+        """Requests allowed in flight now."""
         return max(self.floor, int(self.limit))
 
     def _condition(self) -> asyncio.Condition:
@@ -272,26 +275,39 @@ class Window:
         return self._cond
 
     async def acquire(self) -> None:
+        """Wait for a slot, first come first served (a request rendered earlier goes first)."""
         cond = self._condition()
         async with cond:
-            while True:
-                now = time.monotonic()
-                if now < self.paused_until:
-                    # A probe: at the floor and nothing in flight, one request per probe_s.
-                    if self.in_flight == 0 and now - self._last_probe >= self.probe_s:
-                        self._last_probe = now
-                        self.events["probe"] += 1
-                        break
-                    wait = min(self.paused_until - now, self.probe_s)
+            mine = self._next_ticket
+            self._next_ticket += 1
+            try:
+                while True:
+                    while self._serving in self._abandoned:
+                        self._abandoned.discard(self._serving)
+                        self._serving += 1
+                    timeout: float | None = None
+                    if mine == self._serving:
+                        now = time.monotonic()
+                        if now < self.paused_until:
+                            # A probe: nothing in flight, one request per probe_s still goes.
+                            if self.in_flight == 0 and now - self._last_probe >= self.probe_s:
+                                self._last_probe = now
+                                self.events["probe"] += 1
+                                break
+                            timeout = max(min(self.paused_until - now, self.probe_s), 0.001)
+                        elif self.in_flight < self.size:
+                            break
                     try:
-                        await asyncio.wait_for(cond.wait(), timeout=max(wait, 0.001))
+                        await asyncio.wait_for(cond.wait(), timeout=timeout)
                     except TimeoutError:
                         pass
-                    continue
-                if self.in_flight < self.size:
-                    break
-                await cond.wait()
+            except BaseException:
+                self._abandoned.add(mine)  # cancelled while queued: the line moves on
+                cond.notify_all()
+                raise
+            self._serving += 1
             self.in_flight += 1
+            cond.notify_all()  # the next in line may go too
 
     async def release(self, status: int | None, latency_s: float | None, retry_after: float | None,
                       epoch: int, tokens_out: int = 0, concurrent: int = 2) -> None:
@@ -312,11 +328,10 @@ class Window:
                 self.limit = max(float(self.floor), self.limit * self.decrease)
                 self.epoch += 1
                 self.events["overload"] += 1
-            self.first_done = True
+                self.slow_start = False
             return
         if status is None or status >= 400 or latency_s is None:
             return  # connection errors and bad requests say nothing about capacity
-        self.first_done = True
         # Latency per output token when the length is known: long answers are not congestion.
         signal = latency_s / (1.0 + tokens_out / 64.0)
         if self.baseline is None:
@@ -339,10 +354,15 @@ class Window:
             self.epoch += 1
             self.successes = 0
             self.events["latency"] += 1
+            self.slow_start = False
             # forget the congested samples, so the next decision sees the new window
             self.recent = self.baseline * (1.0 + self.tolerance) / 2.0
             return
         self.successes += 1
+        if self.slow_start and ratio <= self.hold:
+            self.limit = min(float(self.ceiling), self.limit + 1.0)
+            self.successes = 0
+            return
         if ratio <= self.hold and self.successes >= max(int(self.limit), 1):
             if self.limit < self.ceiling:
                 self.limit = min(float(self.ceiling), self.limit + 1.0)
@@ -375,7 +395,7 @@ class Admission:
                  adaptive: bool = True) -> None:
         self.window = Window(ceiling=concurrency)
         if not adaptive:
-            self.window.first_done = True
+            self.window.limit = float(self.window.ceiling)
             self.window.tolerance = self.window.hold = math.inf
             self.window.decrease = 1.0
         self.limits = RateLimits(rpm, tpm, minute_s)

@@ -143,7 +143,6 @@ def test_sustained_429_never_stops_throughput(store: RunStore) -> None:
 def test_pause_lets_a_probe_through() -> None:
     async def go() -> float:
         window = Window(ceiling=4, probe_s=0.05)
-        window.first_done = True
         window.paused_until = time.monotonic() + 3600  # a provider asking for an hour
         t0 = time.monotonic()
         await window.acquire()
@@ -154,8 +153,7 @@ def test_pause_lets_a_probe_through() -> None:
 
 def test_floor_and_increase() -> None:
     async def go() -> Window:
-        w = Window(ceiling=8)
-        w.first_done = True
+        w = Window(ceiling=8, slow_start=False)
         for _ in range(20):  # 429s on every epoch: the limit halves down to the floor only
             await w.acquire()
             await w.release(429, 0.01, None, w.epoch)
