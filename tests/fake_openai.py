@@ -4,7 +4,8 @@ Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministi
 from the request (a codegen sample, or an accepting verdict for discriminator prompts),
 optionally after ``--delay`` seconds, and appends one line per completion request to ``--log``
 (the sha256 of the request body) so tests can count what the endpoint saw. ``--api-key`` makes
-it answer 401 to any other key.
+it answer 401 to any other key. ``--garbage-every N`` answers a garbled 200 body (truncated JSON,
+as a broken proxy sends) the first time it sees about one request body in N.
 
 It also serves the Batch API's files and batches endpoints (``/v1/files``,
 ``/v1/files/{id}/content``, ``/v1/batches``, ``/v1/batches/{id}``, ``.../cancel``): a batch
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +71,21 @@ def completion(body: dict[str, Any], created: int) -> dict[str, Any]:
     }
 
 
+GARBAGE = b'{"choices": [ {"mess'
+
+
 class FakeServer:
     def __init__(self, delay: float, log: Path | None, api_key: str | None,
+                 garbage_every: int = 0, crash: bool = False,
                  batch_fail_every: int = 0, batch_expire_after: int = 0,
                  batch_log: Path | None = None) -> None:
+        self.crash = crash
         self.delay = delay
         self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
         self.batch_log = open(batch_log, "a", buffering=1) if batch_log else None  # noqa: SIM115
         self.api_key = api_key
+        self.garbage_every = garbage_every
+        self.garbled: set[str] = set()
         self.created = 1_700_000_000
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -196,7 +205,9 @@ class FakeServer:
                 status, payload = await self.route(method, path, headers, raw)
                 ctype = "application/json"
                 if isinstance(payload, bytes):
-                    data, ctype = payload, "application/octet-stream"
+                    data = payload
+                    if payload is not GARBAGE:  # garbage poses as a JSON body
+                        ctype = "application/octet-stream"
                 else:
                     data = json.dumps(payload).encode()
                 writer.write(
@@ -221,8 +232,15 @@ class FakeServer:
             body = json.loads(raw)
             if body.get("model") != MODEL:
                 return 404, {"error": {"message": f"model {body.get('model')} not found"}}
+            if self.crash:  # a llama.cpp build that faults on its first matrix product
+                os.kill(os.getpid(), signal.SIGSEGV)
+            digest = hashlib.sha256(raw).hexdigest()
             if self.log is not None:
-                self.log.write(hashlib.sha256(raw).hexdigest() + "\n")
+                self.log.write(digest + "\n")
+            if (self.garbage_every and int(digest[:8], 16) % self.garbage_every == 0
+                    and digest not in self.garbled):
+                self.garbled.add(digest)
+                return 200, GARBAGE
             if self.delay:
                 await asyncio.sleep(self.delay)
             return 200, completion(body, self.created)
@@ -230,8 +248,9 @@ class FakeServer:
 
 
 async def serve(port: int, port_file: Path | None, delay: float, log: Path | None,
-                api_key: str | None, **batch: Any) -> None:
-    fake = FakeServer(delay, log, api_key, **batch)
+                api_key: str | None, garbage_every: int = 0, crash: bool = False,
+                **batch: Any) -> None:
+    fake = FakeServer(delay, log, api_key, garbage_every, crash, **batch)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     if port_file is not None:
@@ -249,12 +268,15 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--log", type=Path)
     ap.add_argument("--api-key")
+    ap.add_argument("--garbage-every", type=int, default=0)
+    ap.add_argument("--crash-on-completion", action="store_true")
     ap.add_argument("--batch-fail-every", type=int, default=0)
     ap.add_argument("--batch-expire-after", type=int, default=0)
     ap.add_argument("--batch-log", type=Path)
     args = ap.parse_args()
     try:
         asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key,
+                          args.garbage_every, args.crash_on_completion,
                           batch_fail_every=args.batch_fail_every,
                           batch_expire_after=args.batch_expire_after,
                           batch_log=args.batch_log))
