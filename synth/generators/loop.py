@@ -32,8 +32,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
+
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
 
 from synth.generators.base import (
     NO_EXAMPLES,
@@ -401,17 +404,35 @@ class TaskStage(AsyncStage):
 
 
 ECHO_RATIO = 0.8
+# The gate's cut-off sits under ECHO_RATIO: rapidfuzz turns a score_cutoff into a distance bound
+# with rounding of its own (a cut-off of 0.8 - 1e-9 drops a pair whose ratio is exactly 0.8), so
+# the gate keeps a margin and difflib decides every pair inside it.
+_GATE = ECHO_RATIO - 0.01
 
 
 def echoed_field(instance: dict[str, str], prompt: str) -> str | None:
     """The first field whose value is a near copy of one line of ``prompt`` (the templates' own
     wording: a small model parroting a field's description instead of writing it), else None."""
-    lines = [_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines()]
+    lines = _prompt_lines(prompt)
     for key, value in instance.items():
         text = _plain(value)
-        if key != "task_name" and len(text) <= 600 and any(_near(text, line) for line in lines):
-            return key
+        if key == "task_name" or len(text) > 600 or not 10 <= len(text) <= 2000:
+            continue
+        # rapidfuzz scans every line in C and yields only the lines within the gate; the exact
+        # difflib ratio is then computed for those few candidates (see _near).
+        for line, _, _ in process.extract_iter(text, lines, scorer=Indel.normalized_similarity,
+                                               score_cutoff=_GATE):
+            if _difflib_near(text, line):
+                return key
     return None
+
+
+@lru_cache(maxsize=256)
+def _prompt_lines(prompt: str) -> tuple[str, ...]:
+    """The prompt's lines as ``echoed_field`` compares them (cached: a task's request wording
+    is the same for every record, so each distinct wording is split and normalised once)."""
+    lines = (_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines())
+    return tuple(dict.fromkeys(line for line in lines if 10 <= len(line) <= 2000))
 
 
 def copied_field(instance: dict[str, str], examples: Examples) -> str | None:
@@ -426,8 +447,25 @@ def copied_field(instance: dict[str, str], examples: Examples) -> str | None:
 
 
 def _near(a: str, b: str) -> bool:
-    if not (10 <= len(a) <= 2000 and 10 <= len(b) <= 2000):
+    """difflib's ``ratio() >= ECHO_RATIO`` verdict, computed cheaply.
+
+    Two gates reject almost every pair before difflib runs: the length bound (difflib's
+    ``real_quick_ratio``) and rapidfuzz's Indel similarity ``2·LCS/(|a|+|b|)``, computed in C.
+    difflib's matching blocks are a common subsequence, so its ratio never exceeds the Indel
+    one: a pair the gate drops is a pair difflib would drop. The few pairs that pass (near
+    copies) get difflib's exact ratio, so every verdict is the one difflib alone gave.
+    """
+    la, lb = len(a), len(b)
+    if not (10 <= la <= 2000 and 10 <= lb <= 2000):
         return False
+    if 2.0 * min(la, lb) / (la + lb) < _GATE:
+        return False
+    if Indel.normalized_similarity(a, b, score_cutoff=_GATE) < _GATE:
+        return False
+    return _difflib_near(a, b)
+
+
+def _difflib_near(a: str, b: str) -> bool:
     matcher = SequenceMatcher(None, a, b, autojunk=False)
     return matcher.real_quick_ratio() >= ECHO_RATIO and matcher.ratio() >= ECHO_RATIO
 
