@@ -26,6 +26,7 @@ a record in its second round never waits for a batch.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
@@ -165,6 +166,10 @@ class TaskStage(AsyncStage):
         self.memory = memory
         self.discriminate = discriminate
         self.max_rounds = max_rounds if discriminate else 1
+        # The request wording a reply is checked against depends only on what task.blank keeps
+        # (task, language, target language / evol method) and the answer format: rendered once
+        # per distinct one instead of once per reply.
+        self._wordings: dict[tuple[str, str, str, str], str] = {}
         self.seed = seed
         self.formats = {name: FormatState.from_option(answer_format, t.schema, first_dialect)
                         for name, t in self.tasks.items()}
@@ -316,8 +321,14 @@ class TaskStage(AsyncStage):
         if isinstance(parsed, Reject):
             return parsed
         instance = parsed.meta.get("instance") or {}
-        wording = task.messages(task.blank(record), self.prompts, gen.answer_format)[-1]
-        echoed = echoed_field(instance, wording["content"])
+        blank = task.blank(record)
+        wkey = (task.name, gen.answer_format, blank.lang,
+                json.dumps(blank.meta, sort_keys=True, default=str))
+        wording = self._wordings.get(wkey)
+        if wording is None:
+            wording = task.messages(blank, self.prompts, gen.answer_format)[-1]["content"]
+            self._wordings[wkey] = wording
+        echoed = echoed_field(instance, wording)
         if echoed is not None:
             return Reject("parse_echoed_prompt", f"the {echoed} repeats the wording of the "
                           "request instead of answering it")
@@ -418,10 +429,11 @@ def echoed_field(instance: dict[str, str], prompt: str) -> str | None:
         text = _plain(value)
         if key == "task_name" or len(text) > 600 or not 10 <= len(text) <= 2000:
             continue
-        # rapidfuzz scans every line in C and yields only the lines within the gate; the exact
-        # difflib ratio is then computed for those few candidates (see _near).
-        for line, _, _ in process.extract_iter(text, lines, scorer=Indel.normalized_similarity,
-                                               score_cutoff=_GATE):
+        # rapidfuzz scans every line in C and returns only the lines within the gate (extract,
+        # not extract_iter: the generator costs ~40x more per call); the exact difflib ratio is
+        # then computed for those few candidates (see _near).
+        for line, _, _ in process.extract(text, lines, scorer=Indel.normalized_similarity,
+                                          score_cutoff=_GATE, limit=None):
             if _difflib_near(text, line):
                 return key
     return None
