@@ -95,7 +95,7 @@ async def raw_aiohttp(base_url: str, n: int, concurrency: int, tag: str) -> None
 
 
 async def bare_sdk(base_url: str, n: int, concurrency: int, tag: str) -> None:
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=600.0)
     sem = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
