@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import httpx
@@ -56,6 +57,12 @@ class SamplingParams:
 
     def to_request(self) -> dict[str, Any]:
         """Keyword arguments for ``chat.completions.create`` (None values left out)."""
+        return dict(self._request)
+
+    @cached_property
+    def _request(self) -> dict[str, Any]:
+        # asdict deep-copies every field: computed once per (frozen) params object, not twice
+        # per request (cache key + body), which was the generate path's top Python cost.
         data = asdict(self)
         if data["stop"] is not None:
             data["stop"] = list(data["stop"])
