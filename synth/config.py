@@ -48,11 +48,14 @@ class LLMConfig:
     backoff_max_s: float = 60.0
     rpm: int | None = None
     tpm: int | None = None
+    #: How long requests wait for an endpoint that went down mid-run before the run stops.
+    max_outage_s: float = 300.0
 
     def validate(self) -> None:
         _positive("concurrency", self.concurrency)
         _positive("max_attempts", self.max_attempts)
         _positive("timeout_s", self.timeout_s)
+        _positive("max_outage_s", self.max_outage_s)
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
             if value is not None:
@@ -238,6 +241,30 @@ def api_key() -> str:
 def as_dict(*configs: Any) -> dict[str, Any]:
     """Configs as a JSON-able dict keyed by class name (for config.json; holds no secret)."""
     return {type(c).__name__: dataclasses.asdict(c) for c in configs}
+
+
+@dataclass(frozen=True)
+class CoresetConfig:
+    """``synth seeds select`` / the ``[coreset]`` step: KCenterGreedy over seed embeddings.
+
+    ``k`` seeds are picked (0: no coreset step in ``synth run``); ``embedder`` None is the
+    packaged all-MiniLM-L6-v2; ``device`` None is CPU/numpy.
+    """
+
+    k: int = 0
+    embedder: str | None = None
+    metric: str = "cosine"
+    seed: int = 0
+    device: str | None = None
+    batch_size: int = 64
+    max_seq_length: int | None = None
+
+    def validate(self) -> None:
+        if self.k < 0:
+            raise ConfigError(f"--k must be >= 0, got {self.k}")
+        _positive("batch_size", self.batch_size)
+        if self.metric not in ("cosine", "euclidean"):
+            raise ConfigError(f"--metric must be cosine or euclidean, got {self.metric!r}")
 
 
 @dataclass(frozen=True)

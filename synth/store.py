@@ -27,18 +27,19 @@ file lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from synth.errors import StoreError
+from synth.errors import StoreError, StoreWriteFailed
 from synth.records import Record
 
 SCHEMA = """
@@ -99,7 +100,10 @@ class RunStore:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create run directory {self.run_dir}: {exc.strerror}") from exc
-        self._lock_fd = os.open(self.run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self._lock_fd = os.open(self.run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot use run directory {self.run_dir}: {exc.strerror}") from exc
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -121,6 +125,8 @@ class RunStore:
         # responses not yet committed, by key (served from here until the burst's commit)
         self._pending: dict[str, tuple[str, str, str, float]] = {}
         self._flush_scheduled = False
+        #: Set by the first failed write; the LLM client sends nothing more once it is set.
+        self.write_failed: StoreWriteFailed | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,7 +182,15 @@ class RunStore:
             self.flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self.flush)
+        loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        # Run by the event loop, where a raise would only be logged as a traceback: a failed
+        # write sets write_failed instead (the client then sends nothing more), and the
+        # pending responses stay for the next result's transaction, which raises it in a
+        # request and stops the run with one line.
+        with contextlib.suppress(StoreWriteFailed):
+            self.flush()
 
     def flush(self) -> None:
         """Commit every pending response in one transaction."""
@@ -184,7 +198,7 @@ class RunStore:
         if not self._pending or self.db is None:
             return
         rows = list(self._pending.values())
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             self._insert_responses(rows)
         self._pending.clear()
@@ -226,13 +240,30 @@ class RunStore:
         sql = ("INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
                "VALUES (?,?,?,?,?,?,?)")
         if not self._pending:
-            self.db.execute(sql, row)
+            with self._writing():
+                self.db.execute(sql, row)
             return
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             self._insert_responses(list(self._pending.values()))
             self.db.execute(sql, row)
         self._pending.clear()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write (disk full, read-only, I/O error) into StoreWriteFailed.
+
+        The error propagates out of the request that hit it, which stops the run at once: no
+        further request is sent, so at most the requests already in flight are paid again by
+        the rerun that resumes it.
+        """
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            self.write_failed = StoreWriteFailed(
+                f"cannot write to {self.run_dir / 'store.sqlite'} ({exc}); free space or fix "
+                "permissions, then rerun the same command to resume")
+            raise self.write_failed from exc
 
     def iter_results(self, status: str, batch: int = 1000) -> Iterator[tuple[str | None,
                                                                           str | None, Record]]:
@@ -262,9 +293,15 @@ class RunStore:
             "WHERE gen = ? AND status = 'kept' ORDER BY j.key", (self.gen,)).fetchall()
         return [r[0] for r in rows]
 
-    def count_results(self, status: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",
-                                   (self.gen, status)).fetchone()[0])
+    def count_results(self, status: str, reasons: Iterable[str] | None = None) -> int:
+        """Results of the current invocation with ``status`` (and one of ``reasons``)."""
+        sql = "SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?"
+        args: list[Any] = [self.gen, status]
+        if reasons is not None:
+            wanted = sorted(reasons)
+            sql += f" AND reason IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        return int(self.db.execute(sql, args).fetchone()[0])
 
     # -- example memory (synth.generators.memory) -------------------------------------------
     # Rows of gen 0 are cases a user pinned; rows of gen N are invocation N's latest memory.
@@ -329,12 +366,19 @@ class RunStore:
     # -- small files -----------------------------------------------------------------------
 
     def write_json(self, name: str, data: Any) -> Path:
-        """Write ``name`` atomically (temp file + rename) so a crash never leaves half a file."""
-        path = self.run_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        """Write RUN/``name`` atomically (see :func:`write_json`)."""
+        return write_json(self.run_dir / name, data)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``path`` atomically (temp file + rename) so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with replacing(tmp):
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
         os.replace(tmp, path)
-        return path
+    return path
+
 
 
 def _dumps(data: Any) -> str:
@@ -342,3 +386,21 @@ def _dumps(data: Any) -> str:
         return orjson.dumps(data).decode()
     except TypeError:  # a lone surrogate orjson refuses; json keeps it as before
         return json.dumps(data, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def replacing(tmp: Path) -> Iterator[None]:
+    """Remove the temp file ``tmp`` (file or directory) when the block that writes it fails, so
+    a full disk never leaves ``*.tmp`` behind; OSError becomes StoreWriteFailed."""
+    import shutil
+
+    try:
+        yield
+    except OSError as exc:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise StoreWriteFailed(f"cannot write {tmp.with_suffix('')} ({exc.strerror or exc}); "
+                               "free space or fix permissions, then rerun to resume") from exc

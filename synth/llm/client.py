@@ -1,8 +1,10 @@
 """The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
 
-Every call goes ``cache → rate limiter → semaphore → HTTP (with retries) → cache write``. The
-response is journaled in the run store *before* the caller sees it, so a crash after the reply
-arrived never pays for it twice, and a rerun of the same command sends only what is not cached.
+Every call goes ``cache → health gate → rate limiter → semaphore → HTTP (with retries) → cache
+write``. The response is journaled in the run store *before* the caller sees it, so a crash after
+the reply arrived never pays for it twice, and a rerun of the same command sends only what is not
+cached. The health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down
+instead of letting every record burn its retries, and stops the run after ``--max-outage``.
 
 Chat completions go over a lean transport (aiohttp with a keep-alive pool, orjson both ways):
 the ``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the
@@ -33,7 +35,14 @@ import openai
 import orjson
 
 from synth.config import LLMConfig, api_key
-from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
+from synth.errors import (
+    AuthenticationFailed,
+    EndpointUnreachable,
+    LLMError,
+    ModelNotFound,
+    StoreWriteFailed,
+)
+from synth.llm.health import gate_for
 from synth.llm.ratelimit import TokenBucket, count_tokens
 from synth.store import RunStore
 
@@ -96,10 +105,16 @@ class Completion:
                    logprobs=data.get("logprobs"), cached=True, key=key)
 
 
+#: Reject reasons of requests that failed for reasons outside the request itself (connection,
+#: timeout, 429, 5xx, a garbled body): the record is left to retry, and a rerun sends it again.
+RETRYABLE_REASONS = frozenset({"llm_error", "llm_malformed"})
+
+
 class LLMRequestFailed(Exception):
     """One request could not be answered; the record is rejected with ``reason``.
 
-    Not a SynthError: it ends one record, not the run.
+    Not a SynthError: it ends one record, not the run. ``reason`` in
+    :data:`RETRYABLE_REASONS` means the record is left to retry rather than rejected for good.
     """
 
     def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
@@ -170,6 +185,16 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, HTTPStatusFailure) and not _invalid_request(exc):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return False
+
+
+def _outage_signal(exc: BaseException) -> bool:
+    """A failure that says the endpoint itself is down or broken (counts toward the breaker):
+    no connection, a timeout, a 5xx. A 429 is the endpoint working as designed."""
+    if _invalid_request(exc):
+        return False
+    if isinstance(exc, HTTPStatusFailure):
+        return exc.status_code >= 500
+    return isinstance(exc, TransportFailure)
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -367,6 +392,7 @@ class LLMClient:
         self._sem = asyncio.Semaphore(config.concurrency)
         self._rpm = TokenBucket(config.rpm) if config.rpm else None
         self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.gate = gate_for(base_url, config.max_outage_s)
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -426,15 +452,27 @@ class LLMClient:
         if self._tpm is not None:
             prompt = "\n".join(m.get("content", "") for m in messages)
             await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
-        async with self._sem:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            started = time.monotonic()
-            try:
-                completion = await self._send_with_retries(messages, params)
-            finally:
-                self.in_flight -= 1
-                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+        while True:
+            await self.gate.admit()
+            epoch = self.gate.epoch
+            async with self._sem:
+                if self.store.write_failed is not None:  # a full disk: pay for nothing more
+                    raise StoreWriteFailed(str(self.store.write_failed))
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                started = time.monotonic()
+                try:
+                    completion = await self._send_with_retries(messages, params)
+                    break
+                except LLMRequestFailed as exc:
+                    # The endpoint went down while this request was being tried: it did not
+                    # fail on its own merits, so wait for the endpoint and send it again.
+                    if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
+                        raise
+                    self.stats["outage_resends"] += 1
+                finally:
+                    self.in_flight -= 1
+                    self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
         completion.key = key
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
@@ -456,14 +494,23 @@ class LLMClient:
         while True:
             attempt += 1
             try:
-                return await self._send(body)
+                completion = await self._send(body)
             except (HTTPStatusFailure, TransportFailure, MalformedResponse) as exc:
-                if _retryable(exc) and attempt < self.config.max_attempts:
+                if self._should_retry(exc) and attempt < self.config.max_attempts:
                     self.stats["retries"] += 1
                     log.debug("retrying after %s (attempt %d)", exc.name, attempt)
                     await asyncio.sleep(self._wait(exc, attempt))
                     continue
                 raise self._failure(exc) from exc
+            self.gate.success()
+            return completion
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if _outage_signal(exc):
+            self.gate.failure(f"{getattr(exc, 'name', exc.__class__.__name__)}: "
+                              f"{_message(exc)[:120]}")
+        # Once the gate has closed, retrying only burns attempts: complete() waits instead.
+        return _retryable(exc) and self.gate.is_open
 
     def _failure(self, exc: HTTPStatusFailure | TransportFailure | MalformedResponse
                  ) -> Exception:
@@ -491,7 +538,11 @@ class LLMClient:
         status, headers, data = await self._transport.post(self._url, body, self._headers)
         if not 200 <= status < 300:
             raise HTTPStatusFailure(status, headers, data)
-        return parse_completion(data)
+        try:
+            return parse_completion(data)
+        except MalformedResponse:
+            self.stats["malformed_replies"] += 1
+            raise
 
 
 def _message(exc: BaseException) -> str:
