@@ -324,7 +324,7 @@ class RunStore:
         older invocations' rows are dropped.
         """
         self.flush()
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM memory WHERE gen = ?", (self.gen,))
             self.db.executemany(
