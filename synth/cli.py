@@ -58,6 +58,20 @@ def _progress() -> Any:
 
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where the heavy work runs: local (this process) or ray.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray: auto (a running cluster) or ray://HOST:10001; default: start a "
+    "local Ray instance.")]
+ActorsOpt = Annotated[int | None, typer.Option(
+    "--actors", help="Ray: actors per pool (LLM senders, embedders); default one per node.")]
+
+
+def _executor(name: str, address: str | None, actors: int | None) -> Any:
+    """The executor for a command (a context manager); raises SynthError on bad options."""
+    from synth.executors import get_executor
+
+    return get_executor(name, address, actors)
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -105,6 +119,9 @@ def seeds_extract(
     max_line_chars: Annotated[int, typer.Option(help="Gate: longest line in a seed.")] = 400,
     max_file_bytes: Annotated[int, typer.Option(help="Skip files larger than this.")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Random seed for snippet positions and quotas.")] = 0,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
     from collections import Counter
@@ -136,12 +153,13 @@ def seeds_extract(
                 raise InputError(f"{root} does not exist")
         counts: Counter[str] = Counter()
         out = run_dir / SEEDS_FILE
-        index = FileIndex(run_dir)
-        try:
-            n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index), out)
-        except BaseException:
-            index.discard()
-            raise
+        with _executor(executor, address, actors) as ex:
+            index = FileIndex(run_dir)
+            try:
+                n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index, ex), out)
+            except BaseException:
+                index.discard()
+                raise
         index.commit()
         write_manifest(run_dir, roots, datasets, cfg, counts)
     except SynthError as exc:
@@ -202,6 +220,9 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
@@ -225,7 +246,8 @@ def generate(
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
-        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+        with _executor(executor, address, actors) as ex:
+            stats = run_generate(run_dir, gen, llm, seeds, _progress(), ex)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -337,6 +359,9 @@ def decontam(
         help="File of extra generic strings (one per line) the exact method ignores.")] = None,
     no_default_allow: Annotated[bool, typer.Option(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
     from synth.filters.decontam import DEFAULT_ALLOW, run_decontam
@@ -349,12 +374,13 @@ def decontam(
             if not allow.exists():
                 raise InputError(f"allow-list {allow} does not exist")
             allowed += [s for s in allow.read_text(encoding="utf-8").splitlines() if s.strip()]
-        summary = run_decontam(
-            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
-            methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
-            train_fields=parse_fields(train_fields),
-            test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
-            progress=_progress())
+        with _executor(executor, address, actors) as ex:
+            summary = run_decontam(
+                input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+                methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
+                train_fields=parse_fields(train_fields),
+                test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
+                progress=_progress(), executor=ex)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -461,6 +487,9 @@ def seeds_select(
     batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
     max_seq_length: Annotated[int | None, typer.Option(
         help="Truncate seeds to this many tokens when embedding.")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
     from synth.embed import Embedder
@@ -469,9 +498,9 @@ def seeds_select(
 
     bar = _bar("coreset")
     try:
-        with RunStore(run_dir):
-            emb = Embedder(embedder, device=device, batch_size=batch_size,
-                           max_seq_length=max_seq_length)
+        with RunStore(run_dir), _executor(executor, address, actors) as ex:
+            emb = ex.embedder(Embedder(embedder, device=device, batch_size=batch_size,
+                                       max_seq_length=max_seq_length))
             on_embed, on_pick = _callbacks(bar)
             if bar is not None:
                 bar.start()
@@ -566,7 +595,8 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
 
 def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
                  score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
-                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any]) -> None:
+                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
+                 executor: tuple[str, str | None, int | None] = ("local", None, None)) -> None:
     from synth.config import (
         LLMConfig,
         SandboxConfig,
@@ -584,7 +614,9 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
                   if select_cli is not None else None)
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
-        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress())
+        with _executor(*executor) as ex:
+            stats = run_filters(run_dir, source, command, score, select, llm, sandbox,
+                                _progress(), ex)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -630,12 +662,16 @@ def score(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
     _run_filters("score", input, run_dir, config,
                  _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 (executor, address, actors))
 
 
 @app.command()
@@ -651,11 +687,14 @@ def select(
     embed_response: EmbedResponseOpt = False,
     embedder: EmbedderOpt = None,
     config: ConfigOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _run_filters("select", input, run_dir, config, None,
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder), {}, {})
+                             embed_response, embedder), {}, {}, (executor, address, actors))
 
 
 @app.command("filter")
@@ -682,6 +721,9 @@ def filter_(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
     _run_filters("filter", input, run_dir, config,
@@ -689,4 +731,5 @@ def filter_(
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                              embed_response, embedder),
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 (executor, address, actors))

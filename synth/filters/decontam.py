@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from synth.errors import ConfigError
+from synth.executors import Executor
 from synth.filters.benchmarks import Benchmark
 from synth.filters.fields import SAMPLE_FIELDS, check_record_fields, record_text
 from synth.filters.ngrams import DEFAULT_SIZES, NgramIndex, parse_sizes, word_ngrams
@@ -184,13 +185,16 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
                  test_fields: Sequence[str] | None = None,
                  string_fields: Sequence[str] | None = None,
                  allow: Sequence[str] = DEFAULT_ALLOW,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None,
+                 executor: Executor | None = None) -> dict[str, Any]:
     """``synth decontam``: filter an instruction dataset into a run directory.
 
     Reads ``input_path`` (anything :func:`synth.datafiles.read_records` reads); writes the kept
     records to ``RUN/dataset`` (parquet + jsonl + card with a decontamination section), dropped
     ones with their evidence to ``RUN/rejects.jsonl``, counts to ``RUN/stats.json`` and the
     summary (also returned) to ``RUN/decontam.json``. Outputs are written also when interrupted.
+    With a non-local ``executor`` the matching runs on record shards there
+    (:class:`~synth.executors.stages.ShardedFilter`); the verdicts are the same.
     """
     from synth.datafiles import read_records
     from synth.store import RunStore
@@ -205,6 +209,10 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
     if "ngram" in methods:
         stages.append(NgramDecontam(benchmarks, threshold=threshold, sizes=sizes,
                                     test_fields=test_fields, train_fields=train_fields))
+    if executor is not None and executor.name != "local":
+        from synth.executors.stages import ShardedFilter
+
+        stages = [ShardedFilter(s, executor) if isinstance(s, Filter) else s for s in stages]
     config: dict[str, Any] = {
         "input": str(input_path), "run_dir": str(run_dir), "methods": list(methods),
         "benchmarks": [{"name": b.name, "items": len(b.items), "source": b.source}
@@ -213,6 +221,8 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
         "train_fields": list(train_fields), "test_fields": list(test_fields or []) or None,
         "string_fields": list(string_fields or []) or None, "allow": list(allow),
     }
+    if executor is not None and executor.name != "local":
+        config |= executor.describe()
     with RunStore(Path(run_dir)) as store:
         store.begin("decontam")
         ctx = RunContext(store, progress)

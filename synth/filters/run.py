@@ -18,6 +18,7 @@ from typing import Any
 from synth.config import LLMConfig, SandboxConfig, ScoreConfig, SelectConfig, as_dict
 from synth.datafiles import read_records
 from synth.errors import InputError
+from synth.executors import Executor
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 from synth.store import RunStore
@@ -41,12 +42,18 @@ def input_path(run_dir: Path, given: Path | None) -> Path:
 def run_filters(run_dir: Path, source: Path | None, command: str,
                 score: ScoreConfig | None = None, select: SelectConfig | None = None,
                 llm: LLMConfig | None = None, sandbox: SandboxConfig | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Score and/or select the records of ``source``; returns the stats of ``stats.json``."""
+                progress: Progress | None = None,
+                executor: Executor | None = None) -> dict[str, Any]:
+    """Score and/or select the records of ``source``; returns the stats of ``stats.json``.
+
+    ``executor`` (default local) runs LLM requests, sandboxed tests and embeddings; the store,
+    the records and the outputs stay in this process.
+    """
     from synth.filters.heuristics import HeuristicScores
 
     path = input_path(run_dir, source)
     llm = llm or LLMConfig()
+    executor = executor or Executor()
     # Heuristic scores are cheap and deterministic: select computes them too, so it can rank
     # raw datasets offline (by ast_complexity) without a prior ``synth score``.
     score = score or ScoreConfig()
@@ -68,13 +75,15 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
         if score.heuristics:
             stages.append(HeuristicScores())
         if needs_llm:
-            stages += _llm_stages(stack, ctx, run_dir, score, llm, box, config)
+            stages += _llm_stages(stack, ctx, run_dir, score, llm, box, config, executor)
         if select is not None:
-            stages.append(_select_stage(stack, select, run_dir))
+            stages.append(_select_stage(stack, select, run_dir, executor))
             config |= as_dict(select)
         config |= as_dict(score)
         if box is not None:
             config |= as_dict(box.config) | {"sandbox_mode": box.mode}
+        if executor.name != "local":
+            config |= executor.describe()
         interrupted = False
         try:
             run_stages(_records(records), stages, ctx, len(records))
@@ -92,16 +101,18 @@ def _records(records: list[Record]) -> Iterator[Record]:
     yield from records
 
 
-def _select_stage(stack: contextlib.ExitStack, cfg: SelectConfig, run_dir: Path) -> Stage:
+def _select_stage(stack: contextlib.ExitStack, cfg: SelectConfig, run_dir: Path,
+                  executor: Executor) -> Stage:
     from synth.embed import Embedder, EmbeddingCache
     from synth.filters.select import DiversitySelect
 
     cache = stack.enter_context(EmbeddingCache(run_dir))
-    return DiversitySelect(cfg, Embedder(cfg.embedder), cache)
+    return DiversitySelect(cfg, executor.embedder(Embedder(cfg.embedder)), cache)
 
 
 def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, score: ScoreConfig,
-                llm: LLMConfig, box: Any, config: dict[str, Any]) -> list[Stage]:
+                llm: LLMConfig, box: Any, config: dict[str, Any],
+                executor: Executor) -> list[Stage]:
     from synth.filters.scoring import DeitaScores
     from synth.filters.testquality import TestQuality
     from synth.generators.run import _redact, resolve_model
@@ -116,13 +127,14 @@ def _llm_stages(stack: contextlib.ExitStack, ctx: RunContext, run_dir: Path, sco
     served = ctx.loop.run(client.list_models())
     client.model = resolve_model(llm.model, served, embedded, base_url)
     ctx.loop.run(client.check())
+    client.transport = executor.llm_transport(base_url, llm)
     config |= as_dict(dataclasses.replace(llm, base_url=_redact(base_url), model=client.model))
     stages: list[Stage] = []
     which = [k for k in ("complexity", "quality") if getattr(score, k)]
     if which:
         stages.append(DeitaScores(client, prompts, which, top_logprobs=score.top_logprobs))
     if score.tests:
-        stages.append(TestQuality(client, prompts, box, num_tests=score.num_tests,
+        stages.append(TestQuality(client, prompts, executor.sandbox(box), num_tests=score.num_tests,
                                   test_timeout_s=score.test_timeout_s,
                                   max_tokens=score.test_max_tokens))
     return stages

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig, as_dict
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
+from synth.executors import Executor
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.base import Task
 from synth.generators.evol import source_record
@@ -80,12 +81,14 @@ def resolve_model(requested: str | None, served: list[str], embedded: bool, base
 
 
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None,
+             executor: Executor | None = None) -> dict[str, Any]:
     """Run one ``synth generate`` job; returns the stats written to ``stats.json``.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
     RUN/rejects.jsonl, RUN/stats.json and RUN/config.json. Outputs are written also when
-    interrupted.
+    interrupted. ``executor`` (default local) decides where requests are sent from; the cache,
+    the records and the outputs stay here.
     """
     tasks, mix = build_tasks(gen.task, gen.weights, gen.to)
     prompts = Prompts(gen.templates)
@@ -122,11 +125,15 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                 served = ctx.loop.run(client.list_models())
                 client.model = resolve_model(llm.model, served, embedded, base_url)
                 ctx.loop.run(client.check(served))
+                if executor is not None:
+                    client.transport = executor.llm_transport(base_url, llm)
                 resolved = dataclasses.replace(llm, base_url=_redact(base_url), model=client.model)
                 config = as_dict(gen, resolved) | source | {"run_dir": str(run_dir),
                                                             "tasks": task_options(tasks)}
                 if mix is not None:
                     config["mix"] = mix
+                if executor is not None and executor.name != "local":
+                    config |= executor.describe()
                 params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p,
                                         max_tokens=gen.max_tokens, seed=gen.seed)
                 stage = TaskStage(tasks, client, prompts, params, gen.answer_format,

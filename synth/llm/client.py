@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import openai
@@ -98,6 +98,18 @@ class LLMRequestFailed(Exception):
         self.status = status
 
 
+class Transport(Protocol):
+    """Sends a request the cache could not answer and returns the completion.
+
+    ``stats`` is the calling client's counters: a transport adds what the remote side counted
+    (requests, retries, failed_requests, request_ms). Raises what :meth:`LLMClient.fetch`
+    raises.
+    """
+
+    async def send(self, model: str, messages: list[Message], params: SamplingParams,
+                   stats: Counter[str]) -> Completion: ...
+
+
 def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
     """sha256 of everything that determines the answer."""
     blob = json.dumps({"model": model, "messages": messages, "params": params.to_request(),
@@ -162,7 +174,8 @@ class LLMClient:
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 transport: Transport | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
@@ -177,6 +190,10 @@ class LLMClient:
         self._tpm = TokenBucket(config.tpm) if config.tpm else None
         self.in_flight = 0
         self.max_in_flight = 0
+        # Where cache misses go: None sends them from here; an executor's transport (a Ray
+        # actor pool holding slices of the limits) sends them elsewhere. Either way the reply
+        # comes back here and is journaled in this store before it is used.
+        self.transport = transport
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -227,6 +244,23 @@ class LLMClient:
         if hit is not None:
             self.stats["cache_hits"] += 1
             return Completion.from_cache(hit, key)
+        if self.transport is not None:
+            completion = await self.transport.send(self.model, messages, params, self.stats)
+        else:
+            completion = await self.fetch(messages, params)
+        completion.key = key
+        self.store.put_response(key, self.model, completion.to_cache())
+        self.stats["tokens_in"] += completion.tokens_in
+        self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    async def fetch(self, messages: list[Message], params: SamplingParams) -> Completion:
+        """One request over the wire under this client's limits, without the cache.
+
+        Rate limits, then the concurrency slot, then bounded retries. An executor's remote
+        sender (:mod:`synth.executors.ray`) calls this with its slice of the limits; the
+        caller journals the result.
+        """
         if self._rpm is not None:
             await self._rpm.acquire(1)
         if self._tpm is not None:
@@ -237,15 +271,10 @@ class LLMClient:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             started = time.monotonic()
             try:
-                completion = await self._send_with_retries(messages, params)
+                return await self._send_with_retries(messages, params)
             finally:
                 self.in_flight -= 1
                 self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
-        completion.key = key
-        self.store.put_response(key, self.model, completion.to_cache())
-        self.stats["tokens_in"] += completion.tokens_in
-        self.stats["tokens_out"] += completion.tokens_out
-        return completion
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
