@@ -63,6 +63,9 @@ ExecutorOpt = Annotated[str, typer.Option(
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray: auto (a running cluster) or ray://HOST:10001; default: start a "
     "local Ray instance.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", help="Also upload RUN/dataset to this directory or URI (s3://, gs://, hf://, "
+    "file://; any fsspec filesystem).")]
 ActorsOpt = Annotated[int | None, typer.Option(
     "--actors", help="Ray: actors per pool (LLM senders, embedders); default one per node.")]
 
@@ -82,9 +85,10 @@ app.add_typer(seeds_app, name="seeds")
 
 @seeds_app.command("extract")
 def seeds_extract(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Directories, git repositories or files. Default: this Python's standard library "
-             "(unless --hf is given)."
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Directories, git repositories or files, local or URIs (s3://, gs://, file://; "
+             "copied into RUN/inputs). Default: this Python's standard library (unless --hf "
+             "is given)."
     )] = None,
     run_dir: RunDir = Path("runs/default"),
     mode: Annotated[str, typer.Option(
@@ -147,7 +151,10 @@ def seeds_extract(
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
-        roots = list(paths) if paths else ([] if datasets else default_corpus())
+        from synth.storage import localize
+
+        roots = ([localize(p, run_dir) for p in paths] if paths
+                 else ([] if datasets else default_corpus()))
         for root in roots:
             if not root.exists():
                 raise InputError(f"{root} does not exist")
@@ -175,9 +182,9 @@ def seeds_extract(
 def generate(
     task: Annotated[str, typer.Option(
         help="codegen, summarize, translate, repair, evol, or mix (see --weights).")] = "codegen",
-    seeds: Annotated[Path | None, typer.Option(
-        help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
-    )] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds file (jsonl), a path or URI. Default: RUN/seeds.jsonl, extracted from the "
+             "stdlib if absent.")] = None,
     num: Annotated[int | None, typer.Option(
         help="Use this many seeds (sampled with --seed).")] = None,
     run_dir: RunDir = Path("runs/default"),
@@ -220,6 +227,7 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    output: OutputOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     actors: ActorsOpt = None,
@@ -241,13 +249,18 @@ def generate(
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
-        if seeds is not None and not seeds.exists():
+        from synth.storage import localize, publish
+
+        seeds_path = localize(seeds, run_dir) if seeds is not None else None
+        if seeds_path is not None and not seeds_path.exists():
             raise InputError(f"seeds file {seeds} does not exist")
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
         with _executor(executor, address, actors) as ex:
-            stats = run_generate(run_dir, gen, llm, seeds, _progress(), ex)
+            stats = run_generate(run_dir, gen, llm, seeds_path, _progress(), ex)
+        if output is not None:
+            publish(run_dir / "dataset", output)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -336,8 +349,8 @@ def _benchmarks(specs: list[str], fields: str | None) -> list[Any]:
 
 @app.command()
 def decontam(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
-                                        ".json, .parquet or a dataset directory.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
+                                       ".json, .parquet or a dataset directory; a path or URI.")],
     run_dir: RunDir = Path("runs/decontam"),
     benchmark: Annotated[list[str] | None, typer.Option(
         "--benchmark", "-b", help="humaneval (built in), NAME=PATH (jsonl/parquet) or "
@@ -359,6 +372,7 @@ def decontam(
         help="File of extra generic strings (one per line) the exact method ignores.")] = None,
     no_default_allow: Annotated[bool, typer.Option(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    output: OutputOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     actors: ActorsOpt = None,
@@ -374,13 +388,17 @@ def decontam(
             if not allow.exists():
                 raise InputError(f"allow-list {allow} does not exist")
             allowed += [s for s in allow.read_text(encoding="utf-8").splitlines() if s.strip()]
+        from synth.storage import localize, publish
+
         with _executor(executor, address, actors) as ex:
             summary = run_decontam(
-                input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+                localize(input, run_dir), run_dir, _benchmarks(benchmark or ["humaneval"], fields),
                 methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
                 train_fields=parse_fields(train_fields),
                 test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
                 progress=_progress(), executor=ex)
+        if output is not None:
+            publish(run_dir / "dataset", output)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -554,9 +572,9 @@ def seeds_refresh(
 
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
 
-InputOpt = Annotated[Path | None, typer.Option(
-    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
-    "Default: RUN/dataset.")]
+InputOpt = Annotated[str | None, typer.Option(
+    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory, "
+    "a path or URI. Default: RUN/dataset.")]
 BaseUrlOpt = Annotated[str | None, typer.Option(
     help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
     envvar="OPENAI_BASE_URL")]
@@ -593,10 +611,11 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
     help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
 
 
-def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
+def _run_filters(command: str, source: str | None, run_dir: Path, config: Path | None,
                  score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
                  llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
-                 executor: tuple[str, str | None, int | None] = ("local", None, None)) -> None:
+                 executor: tuple[str, str | None, int | None] = ("local", None, None),
+                 output: str | None = None) -> None:
     from synth.config import (
         LLMConfig,
         SandboxConfig,
@@ -614,9 +633,14 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
                   if select_cli is not None else None)
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
+        from synth.storage import localize, publish
+
+        path = localize(source, run_dir) if source is not None else None
         with _executor(*executor) as ex:
-            stats = run_filters(run_dir, source, command, score, select, llm, sandbox,
+            stats = run_filters(run_dir, path, command, score, select, llm, sandbox,
                                 _progress(), ex)
+        if output is not None:
+            publish(run_dir / "dataset", output)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -662,6 +686,7 @@ def score(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    output: OutputOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     actors: ActorsOpt = None,
@@ -671,7 +696,7 @@ def score(
                  _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
                  {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-                 (executor, address, actors))
+                 (executor, address, actors), output)
 
 
 @app.command()
@@ -687,6 +712,7 @@ def select(
     embed_response: EmbedResponseOpt = False,
     embedder: EmbedderOpt = None,
     config: ConfigOpt = None,
+    output: OutputOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     actors: ActorsOpt = None,
@@ -694,7 +720,8 @@ def select(
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _run_filters("select", input, run_dir, config, None,
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder), {}, {}, (executor, address, actors))
+                             embed_response, embedder), {}, {}, (executor, address, actors),
+                 output)
 
 
 @app.command("filter")
@@ -721,6 +748,7 @@ def filter_(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    output: OutputOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     actors: ActorsOpt = None,
@@ -732,4 +760,4 @@ def filter_(
                              embed_response, embedder),
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
                  {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-                 (executor, address, actors))
+                 (executor, address, actors), output)
