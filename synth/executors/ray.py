@@ -132,7 +132,10 @@ class RayExecutor(Executor):
     # -- embeddings ----------------------------------------------------------------------------
 
     def embedder(self, embedder: Embedder) -> Embedder:
-        pool = RayEmbedder(embedder, self.actors, 1 if self.gpus else 0)
+        # CPU-only: leave a CPU free for the tasks of other stages (they would wait forever
+        # behind actors holding every CPU).
+        n = min(self.actors, self.gpus) if self.gpus else min(self.actors, max(1, self.cpus - 1))
+        pool = RayEmbedder(embedder, max(n, 1), 1 if self.gpus else 0)
         self._embedders.append(pool)
         return cast("Embedder", pool)
 
@@ -252,16 +255,25 @@ def _slices(total: int | None, n: int) -> list[int | None]:
     return [total // n + (1 if i < total % n else 0) for i in range(n)]
 
 
+def _at_least_1(value: int | None) -> int | None:
+    # A budget smaller than the number of actors still lets each actor send (slowly).
+    return None if value is None else max(1, value)
+
+
 class _Sender:
     """An async actor: one ``openai.AsyncOpenAI`` client with a slice of the limits.
 
     It never sees the cache: the driver looks a request up first and journals the reply.
     """
 
-    def __init__(self, base_url: str, config: LLMConfig) -> None:
+    def __init__(self, base_url: str, config: LLMConfig, key: str | None) -> None:
         from synth.llm.client import LLMClient
         from synth.store import RunStore
 
+        if key is not None:
+            # The driver's key, for nodes whose environment lacks it: it lives in this actor
+            # process's memory (and Ray's in-memory task spec), never in a file or a log.
+            os.environ["SYNTH_API_KEY"] = key
         self.stats: Counter[str] = Counter()
         # No store: this client only sends (``fetch``); the driver owns the cache.
         self.client = LLMClient(base_url, "", cast(RunStore, None), config, stats=self.stats)
@@ -288,18 +300,18 @@ class _SenderPool:
 
         ray = _ray()
         n = max(1, n)
+        key = os.environ.get("SYNTH_API_KEY") or os.environ.get("OPENAI_API_KEY")
         cls = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_Sender)
         conc, rpm, tpm = (_slices(config.concurrency, n), _slices(config.rpm, n),
                           _slices(config.tpm, n))
         self.slices = []
         self.actors = []
         for i in range(n):
-            part = dataclasses.replace(config, concurrency=max(1, conc[i] or 1),
-                                       rpm=max(1, rpm[i]) if rpm[i] is not None else None,
-                                       tpm=max(1, tpm[i]) if tpm[i] is not None else None)
+            part = dataclasses.replace(config, concurrency=_at_least_1(conc[i]) or 1,
+                                       rpm=_at_least_1(rpm[i]), tpm=_at_least_1(tpm[i]))
             self.slices.append(part)
             self.actors.append(cls.options(max_concurrency=max(part.concurrency * 2, 16))
-                               .remote(base_url, part))
+                               .remote(base_url, part, key))
         self.busy = [0] * n
         self._seen: list[Counter[str]] = [Counter() for _ in range(n)]
 
