@@ -15,6 +15,7 @@ The tree::
     │   ├── ModelNotFound        the endpoint does not serve the requested model
     │   └── ServerStartError     the embedded llama.cpp server did not come up
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
+    ├── ExecutorUnavailable    --executor ray: Ray is missing, or cannot start / be reached
     └── SandboxError           generated code cannot be executed safely
         └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
 """
@@ -68,3 +69,7 @@ class SandboxError(SynthError):
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class ExecutorUnavailable(SynthError):
+    """The executor asked for cannot run here: Ray not installed, not started, not reachable."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
-from synth.errors import ConfigError, SynthError
+from synth.errors import ConfigError, ExecutorUnavailable, SynthError
 from synth.executors import Executor
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError("--executor ray needs Ray: pip install 'synth[ray]'") from exc
+        raise ExecutorUnavailable("--executor ray needs Ray: pip install 'synth[ray]'") from exc
     return ray
 
 
@@ -90,8 +90,11 @@ class RayExecutor(Executor):
                 kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).parents[1])]}
             try:
                 ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ConfigError(f"cannot connect to Ray at {address}: {exc}") from exc
+            except Exception as exc:  # Ray raises bare Exception when its processes time out
+                where = f"connect to Ray at {address}" if address else "start a local Ray instance"
+                raise ExecutorUnavailable(
+                    f"cannot {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                    "check `ray status` (or start one: `ray start --head`)") from exc
             self._started = True
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # results in input order, always

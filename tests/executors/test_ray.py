@@ -157,19 +157,22 @@ def test_killed_on_ray_resumes_on_ray_and_locally_without_paying_twice(
 
     fake = fake_server(delay=0.3)
     killed = tmp_path / "killed"
+    log = tmp_path / "killed.log"
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "synth", "generate", "--base-url", fake.base_url, "--run-dir",
          str(killed), "--seeds", str(seeds), "--num", str(n), "--concurrency", "4",
-         "--rpm", "6000", "--seed", "5", "--executor", "ray", "--actors", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+         "--rpm", "6000", "--seed", "5", "--executor", "ray", "--actors", "2",
+         # the module's Ray instance, as a cluster: its actors die with the killed driver
+         "--address", ray.get_runtime_context().gcs_address],
+        env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     deadline = time.monotonic() + 120
     while _cached(killed) < 6 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
     at_kill = _cached(killed)
-    assert 6 <= at_kill < len(needed), "the kill must land mid-run"
+    assert 6 <= at_kill < len(needed), f"the kill must land mid-run: {log.read_text()[-2000:]}"
     local_copy = tmp_path / "killed-then-local"
     shutil.copytree(killed, local_copy, ignore=shutil.ignore_patterns(".lock"))
 
