@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import start_fake  # noqa: E402
 
+from synth import jobs  # noqa: E402
 from synth.config import GenerateConfig, LLMConfig, SeedsConfig  # noqa: E402
-from synth.executors import Executor  # noqa: E402
+from synth.executors import Executor, use  # noqa: E402
 from synth.filters.benchmarks import humaneval  # noqa: E402
-from synth.filters.decontam import run_decontam  # noqa: E402
-from synth.generators.run import generate  # noqa: E402
-from synth.seeds.extract import extract_seeds, write_seeds  # noqa: E402
+from synth.io.seeds import write_seeds  # noqa: E402
+from synth.seeds.extract import extract_seeds  # noqa: E402
 
 
 def job(executor: Executor, work: Path, url: str, num: int) -> dict[str, float]:
@@ -39,13 +39,14 @@ def job(executor: Executor, work: Path, url: str, num: int) -> dict[str, float]:
     write_seeds(extract_seeds([ROOT / "synth"], SeedsConfig(per_file=3), Counter(),
                               executor=executor), seeds)
     times["extract"] = time.perf_counter() - t
-    t = time.perf_counter()
-    generate(work / "gen", GenerateConfig(task="codegen", num=num, seed=1),
-             LLMConfig(base_url=url, concurrency=8), seeds, executor=executor)
-    times["generate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    run_decontam(work / "gen" / "dataset", work / "dec", [humaneval()], executor=executor)
-    times["decontam"] = time.perf_counter() - t
+    with use(executor):
+        t = time.perf_counter()
+        jobs.generate(work / "gen", GenerateConfig(task="codegen", num=num, seed=1),
+                      LLMConfig(base_url=url, concurrency=8), seeds)
+        times["generate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        jobs.decontam(work / "gen" / "dataset", work / "dec", [humaneval()])
+        times["decontam"] = time.perf_counter() - t
     return times
 
 

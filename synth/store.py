@@ -254,9 +254,14 @@ class RunStore:
     # -- small files -----------------------------------------------------------------------
 
     def write_json(self, name: str, data: Any) -> Path:
-        """Write ``name`` atomically (temp file + rename) so a crash never leaves half a file."""
-        path = self.run_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        """Write RUN/``name`` atomically (see :func:`write_json`)."""
+        return write_json(self.run_dir / name, data)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``path`` atomically (temp file + rename) so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -53,8 +53,8 @@ def test_generate_reads_and_writes_file_uris(tmp_path: Path,
                                              fake_server: Callable[..., FakeEndpoint]) -> None:
     from test_cli import synth
 
+    from synth.io.seeds import write_seeds
     from synth.records import Record
-    from synth.seeds.extract import write_seeds
 
     seeds = tmp_path / "remote" / "seeds.jsonl"
     write_seeds([Record.from_seed(f"def f{i}():\n    return {i}", "python", {"path": "m.py"})

@@ -24,6 +24,8 @@ the same dataset.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -122,3 +124,26 @@ def get_executor(name: str = "local", address: str | None = None,
 
         return RayExecutor(address=address, actors=actors)
     raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+
+
+_CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("synth_executor",
+                                                                          default=None)
+
+
+def current() -> Executor:
+    """The executor set by :func:`use` (the CLI's ``--executor``), else the local one.
+
+    A :class:`~synth.job.Job` created without an explicit executor takes this one, so every
+    job of ``synth run`` runs on the executor the command line chose.
+    """
+    return _CURRENT.get() or Executor()
+
+
+@contextlib.contextmanager
+def use(executor: Executor) -> Iterator[Executor]:
+    """Make ``executor`` the :func:`current` one inside the ``with`` block."""
+    token = _CURRENT.set(executor)
+    try:
+        yield executor
+    finally:
+        _CURRENT.reset(token)

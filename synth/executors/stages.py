@@ -40,6 +40,7 @@ class ShardedFilter(Filter):
         super().__init__()
         self.inner = inner
         self.name = inner.name
+        self.reads, self.writes = inner.reads, inner.writes  # the Job checks the chain on these
         self.default_reason = inner.default_reason
         self.executor = executor
         self.shard = max(shard, inner.batch_size)

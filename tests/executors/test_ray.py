@@ -25,9 +25,10 @@ import pytest
 from conftest import FakeEndpoint
 
 from synth.config import GenerateConfig, LLMConfig, SandboxConfig, ScoreConfig, SeedsConfig
-from synth.executors import Executor, get_executor
+from synth.executors import Executor, get_executor, use
+from synth.io.seeds import write_seeds
 from synth.records import Record
-from synth.seeds.extract import extract_seeds, write_seeds
+from synth.seeds.extract import extract_seeds
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -117,11 +118,11 @@ def test_coreset_on_ray_embedding_actors_matches_local(rx: Any, tmp_path: Path) 
 
 def _generate(run: Path, seeds: Path, url: str, executor: Executor | None,
               num: int = 12) -> dict[str, Any]:
-    from synth.generators.run import generate
+    from synth import jobs
 
     gen = GenerateConfig(task="codegen", num=num, seed=5)
-    return generate(run, gen, LLMConfig(base_url=url, concurrency=4, rpm=6000), seeds,
-                    executor=executor)
+    with use(executor or Executor()):
+        return jobs.generate(run, gen, LLMConfig(base_url=url, concurrency=4, rpm=6000), seeds)
 
 
 def test_generate_on_ray_matches_local(rx: Any, tmp_path: Path,
@@ -201,9 +202,8 @@ def test_slices_of_the_limits_sum_to_the_budget(rx: Any) -> None:
 
 def test_score_and_decontam_on_ray_match_local(rx: Any, tmp_path: Path,
                                                 fake_server: Callable[..., FakeEndpoint]) -> None:
+    from synth import jobs
     from synth.filters.benchmarks import humaneval
-    from synth.filters.decontam import run_decontam
-    from synth.filters.run import run_filters
 
     he = humaneval()
     rows = [{"instruction": f"Write f{i} that adds {i}.", "output": f"def f{i}(x):\n"
@@ -212,11 +212,12 @@ def test_score_and_decontam_on_ray_match_local(rx: Any, tmp_path: Path,
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     fake = fake_server()
-    for name, executor in (("local", None), ("ray", rx)):
-        run_filters(tmp_path / f"score-{name}", data, "score",
-                    ScoreConfig(complexity=True), None,
-                    LLMConfig(base_url=fake.base_url, concurrency=4), executor=executor)
-        run_decontam(data, tmp_path / f"dec-{name}", [he], executor=executor)
+    for name, executor in (("local", Executor()), ("ray", rx)):
+        with use(executor):
+            jobs.filters(tmp_path / f"score-{name}", data, "score",
+                         ScoreConfig(complexity=True), None,
+                         LLMConfig(base_url=fake.base_url, concurrency=4))
+            jobs.decontam(data, tmp_path / f"dec-{name}", [he])
     assert _rows(tmp_path / "score-ray") == _rows(tmp_path / "score-local")
     assert _rows(tmp_path / "dec-ray") == _rows(tmp_path / "dec-local")
     assert len(_rows(tmp_path / "dec-local")) == 29

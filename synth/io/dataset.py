@@ -17,60 +17,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from synth.io import schema
+from synth.io.card import dataset_card
 from synth.records import Record
 from synth.store import RunStore
 
-PROVENANCE_FIELDS = ("root", "path", "start_line", "end_line", "file_sha256", "source", "row")
+__all__ = ["JSONL_FILE", "dataset_card", "write_dataset", "write_rejects"]
+
 JSONL_FILE = "jsonl/train.jsonl"
 
 
-def _schema(score_names: list[str]) -> Any:
+def _extra_fields(rows: list[dict[str, Any]]) -> list[Any]:
+    """Arrow fields of the foreign columns in ``rows`` (types inferred from these rows)."""
     import pyarrow as pa
 
-    provenance = pa.struct([
-        ("root", pa.string()), ("path", pa.string()), ("start_line", pa.int64()),
-        ("end_line", pa.int64()), ("file_sha256", pa.string()), ("source", pa.string()),
-        ("row", pa.int64()),
-    ])
-    fields = [
-        ("id", pa.string()), ("task", pa.string()), ("instruction", pa.string()),
-        ("input", pa.string()), ("response", pa.string()), ("lang", pa.string()),
-        ("seed", pa.string()), ("provenance", provenance), ("model", pa.string()),
-        ("template", pa.string()), ("template_hash", pa.string()),
-    ]
-    if score_names:
-        fields.append(("scores", pa.struct([(n, pa.float64()) for n in score_names])))
-    return pa.schema(fields)
-
-
-def to_row(record: Record, score_names: list[str]) -> dict[str, Any]:
-    """The dataset row of a record: the sample, its seed and where it came from."""
-    prov = record.meta.get("provenance") or {}
-    row: dict[str, Any] = {
-        "id": record.id, "task": record.task, "instruction": record.instruction,
-        "input": record.input, "response": record.response, "lang": record.lang,
-        "seed": record.seed,
-        "provenance": {k: prov.get(k) for k in PROVENANCE_FIELDS},
-        "model": record.meta.get("model"), "template": record.meta.get("template"),
-        "template_hash": record.meta.get("template_hash"),
-    }
-    if score_names:
-        row["scores"] = {n: _float(record.scores.get(n)) for n in score_names}
-    return row
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(k for k in row if k not in schema.BY_NAME))
+    if not names:
+        return []
+    table = pa.Table.from_pylist([{k: row.get(k) for k in names} for row in rows])
+    return list(table.schema)
 
 
 def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
@@ -84,7 +57,7 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
     import pyarrow.parquet as pq
 
     names = sorted(score_names or [])
-    schema = _schema(names)
+    arrow: Any = None  # known once the first batch shows the foreign columns, if any
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -94,15 +67,19 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
     batch: list[dict[str, Any]] = []
     digest = hashlib.sha256()
     staging = tmp / "data" / "train.parquet.tmp"
-    with pq.ParquetWriter(staging, schema) as writer, \
-            open(tmp / JSONL_FILE, "w", encoding="utf-8") as jsonl:
+    writer: Any = None
+    with open(tmp / JSONL_FILE, "w", encoding="utf-8") as jsonl:
         def flush() -> None:
+            nonlocal arrow, writer
+            if arrow is None:
+                arrow = schema.arrow_schema(names, _extra_fields(batch))
+                writer = pq.ParquetWriter(staging, arrow)
             if batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                writer.write_table(pa.Table.from_pylist(batch, schema=arrow))
                 batch.clear()
 
         for record in records:
-            row = to_row(record, names)
+            row = schema.to_row(record, names)
             line = json.dumps(row, ensure_ascii=False) + "\n"
             jsonl.write(line)
             digest.update(line.encode("utf-8", "surrogatepass"))
@@ -111,6 +88,7 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
             if len(batch) >= batch_rows:
                 flush()
         flush()
+        writer.close()
     parquet = f"data/train-{digest.hexdigest()[:16]}.parquet"
     os.replace(staging, tmp / parquet)
     (tmp / "README.md").write_text(_yaml_header(parquet) + card, encoding="utf-8")
@@ -144,31 +122,6 @@ def write_rejects(store: RunStore, path: Path) -> int:
             n += 1
     os.replace(tmp, path)
     return n
-
-
-def dataset_card(title: str, rows: int, stats: dict[str, Any], config: dict[str, Any],
-                 extra_sections: list[str] | None = None, description: str | None = None) -> str:
-    """The Markdown body of a dataset card: what made the data and what each stage did."""
-    body = [f"# {title}", "", description or f"{rows} instruction samples written by synth.", ""]
-    llm = config.get("LLMConfig")
-    if llm:
-        body.append(f"- model: `{llm.get('model')}`")
-    body += [
-        f"- rows: {rows}",
-        f"- wall time: {stats.get('wall_time_s')} s",
-        "",
-        "## Stages",
-        "",
-        "| stage | in | out | rejected |",
-        "|---|---|---|---|",
-    ]
-    for name, s in stats.get("stages", {}).items():
-        rejected = ", ".join(f"{k}: {v}" for k, v in s.get("rejected", {}).items()) or "-"
-        body.append(f"| {name} | {s.get('in')} | {s.get('out')} | {rejected} |")
-    body += ["", "## Configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
-    for section in extra_sections or []:
-        body += [section, ""]
-    return "\n".join(body)
 
 
 def _yaml_header(parquet: str) -> str:
