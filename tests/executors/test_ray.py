@@ -42,7 +42,18 @@ SRC = Path(__file__).parents[2] / "synth"
 def rx() -> Iterator[Any]:
     from synth.executors.ray import RayExecutor
 
-    ex = RayExecutor(num_cpus=2, actors=2)
+    from synth.errors import ExecutorUnavailable
+
+    # On an overloaded machine Ray's raylet can give up waiting for its agent process (a hard
+    # 30 s limit); a second try usually finds the interpreter's files in the page cache.
+    for attempt in range(3):
+        try:
+            ex = RayExecutor(num_cpus=2, actors=2)
+            break
+        except ExecutorUnavailable:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ex
     ex.close()
 
