@@ -40,9 +40,8 @@ SRC = Path(__file__).parents[2] / "synth"
 
 @pytest.fixture(scope="module")
 def rx() -> Iterator[Any]:
-    from synth.executors.ray import RayExecutor
-
     from synth.errors import ExecutorUnavailable
+    from synth.executors.ray import RayExecutor
 
     # On an overloaded machine Ray's raylet can give up waiting for its agent process (a hard
     # 30 s limit); a second try usually finds the interpreter's files in the page cache.
