@@ -101,7 +101,8 @@ class Sink:
         job.store.put_result(record, "kept")
 
     def close(self, job: Job, interrupted: bool) -> dict[str, Any]:
-        """Write the outputs (also after an interruption); returns the stats."""
+        """Write the outputs (also after an interruption or error: ``interrupted`` True);
+        returns the stats."""
         return write_outputs(job.ctx, job.config, job.title, interrupted, job.card_sections,
                              job.description, job.out_dir)
 
@@ -181,7 +182,8 @@ class Job:
         return self._stack.enter_context(cm)
 
     def before_outputs(self, fn: Callable[[bool], None]) -> None:
-        """Call ``fn(interrupted)`` just before the outputs are written (card sections, config)."""
+        """Call ``fn(incomplete)`` just before the outputs are written (card sections, config);
+        ``incomplete`` is True after an interruption or an error."""
         self._before.append(fn)
 
     def after_outputs(self, fn: Callable[[dict[str, Any]], None]) -> None:
@@ -235,27 +237,28 @@ class Job:
         fields = source.fields
         if fields is None:
             first = next(records, None)
-            if first is not None:
+            if first is not None:  # an empty input has nothing to check
                 records = itertools.chain([first], records)
                 fields = record_fields(first)
-            else:
-                fields = frozenset()
-        self.check(fields, stages)
+        if fields is not None:
+            self.check(fields, stages)
         self.config |= source.describe
-        interrupted = False
+        interrupted = finished = False
         stats: dict[str, Any] = {}
         with _sigterm_as_interrupt():
             try:
                 run_stages(records, list(stages), self.ctx,
                            total if total is not None else source.total,
                            put=lambda r: sink.put(self, r))
+                finished = True
             except KeyboardInterrupt:
                 interrupted = True
                 log.warning("interrupted: writing what finished so far")
             finally:
+                # Also after an error: what finished is written, marked incomplete.
                 for fn in self._before:
-                    fn(interrupted)
-                stats = sink.close(self, interrupted)
+                    fn(not finished)
+                stats = sink.close(self, not finished)
                 for after in self._after:
                     after(stats)
         if interrupted:
