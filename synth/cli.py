@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from synth.errors import InputError, SynthError
+from synth.errors import InputError, SynthError, Terminated
 
 app = typer.Typer(
     name="synth",
@@ -36,6 +37,8 @@ def main(
 ) -> None:
     """synth: seeds → prompts → LLM → scored, decontaminated, diverse dataset."""
     _state["debug"] = debug
+    # Outside a Job's run (which installs its own), SIGTERM still stops a command like Ctrl-C.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -50,12 +53,13 @@ def fail(exc: SynthError) -> typer.Exit:
     if _state["debug"]:
         raise exc
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=exc.exit_code)
 
 
 @contextlib.contextmanager
 def errors(run_dir: Path | None = None) -> Iterator[None]:
-    """The one place errors become exit codes: SynthError → 1, Ctrl-C/SIGTERM → 130.
+    """The one place errors become exit codes: SynthError → 1 (3 for an incomplete run that a
+    rerun resumes), Ctrl-C → 130, SIGTERM → 143.
 
     The Job has already written everything that finished when an interruption arrives here.
     """
@@ -63,10 +67,15 @@ def errors(run_dir: Path | None = None) -> Iterator[None]:
         yield
     except SynthError as exc:
         raise fail(exc) from exc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         where = f"; finished records are in {run_dir}" if run_dir is not None else ""
-        typer.secho(f"interrupted{where}", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(code=130) from None
+        typer.secho(f"interrupted{where}; rerun the same command to resume",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _progress() -> Any:
@@ -114,6 +123,8 @@ def _publish(run_dir: Path, output: str | None) -> None:
         from synth.storage import publish
 
         publish(run_dir / "dataset", output)
+
+
 BaseUrlOpt = Annotated[str | None, typer.Option(
     help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
     envvar="OPENAI_BASE_URL")]
@@ -154,13 +165,24 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
     help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
 
 
-def _kept_line(stats: dict[str, Any], run_dir: Path) -> str:
+def finished(stats: dict[str, Any], run_dir: Path) -> None:
+    """The last line of a run: done, rejected, left; exit code 3 when records are left.
+
+    Records whose requests failed for reasons outside them (connection, 5xx, 429, a garbled
+    body) are left to retry, not rejected: the run is incomplete and a rerun resumes it.
+    """
     nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
            if k.startswith("nan:")}
     llm = stats["llm"]
-    return (f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
-            f"({llm.get('requests', 0)} requests, {llm.get('cache_hits', 0)} cache hits, "
-            f"{stats['wall_time_s']} s)" + (f"; NaN scores: {nan}" if nan else ""))
+    left = int(stats.get("left_to_retry", 0))
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} → "
+               f"{run_dir / 'dataset'} ({llm.get('requests', 0)} requests, "
+               f"{llm.get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
+               + (f"; NaN scores: {nan}" if nan else ""))
+    if left:
+        typer.secho(f"incomplete: {left} records left to retry after endpoint failures; rerun "
+                    "the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
 
 
 # -- run / init (the whole pipeline from synth.toml) ----------------------------------------
@@ -370,6 +392,9 @@ def generate(
     tpm: Annotated[int | None, typer.Option(help="Tokens-per-minute limit.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per request.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per request attempt.")] = None,
+    max_outage: Annotated[float | None, typer.Option(
+        help="Seconds to wait for an endpoint that went down mid-run before stopping (exit 3; "
+             "a rerun resumes). Default 300.")] = None,
     templates: TemplatesOpt = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -416,12 +441,13 @@ def generate(
             "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
-            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
+            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
+            "max_outage_s": max_outage})
         seeds_path = _local_input(seeds, run_dir)
         with _executing(executor, address, actors):
             stats = jobs.generate(run_dir, gen, llm, seeds_path, _progress())
         _publish(run_dir, output)
-    typer.echo(_kept_line(stats, run_dir))
+    finished(stats, run_dir)
 
 
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
@@ -453,7 +479,7 @@ def _filters(command: str, source: str | None, run_dir: Path, config: Path | Non
             stats = jobs.filters(run_dir, path, command, score, select, llm, sandbox,
                                  _progress())
         _publish(run_dir, on[3])
-    typer.echo(_kept_line(stats, run_dir))
+    finished(stats, run_dir)
 
 
 def _score_cli(complexity: bool, quality: bool, tests: bool, num_tests: int | None,

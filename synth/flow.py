@@ -45,7 +45,7 @@ from synth.config import (
     SelectConfig,
     resolve,
 )
-from synth.errors import ConfigError
+from synth.errors import ConfigError, Incomplete
 from synth.store import write_json
 
 TABLES = ("run", "sources", "seeds", "coreset", "generate", "llm", "score", "sandbox",
@@ -356,6 +356,11 @@ class Flow:
         if step.name == "generate":
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
             stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out)
+            if stats.get("left_to_retry"):
+                # not done: the later steps would run on part of the data; a rerun resumes here
+                raise Incomplete(
+                    f"generate left {stats['left_to_retry']} records to retry after endpoint "
+                    "failures; rerun the same command to resume")
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
                                  self.sandbox, progress, step.out)

@@ -19,7 +19,7 @@ a :class:`~synth.errors.ConfigError` names the stage and the missing field.
 
 Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM is turned into
 :class:`KeyboardInterrupt` while :meth:`Job.run` runs): the sink writes what finished, then the
-interruption propagates so the command line exits with 130.
+interruption propagates so the command line exits with 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from synth.config import LLMConfig, as_dict
-from synth.errors import ConfigError
+from synth.errors import ConfigError, Terminated
 from synth.executors import Executor, current
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
@@ -243,7 +243,8 @@ class Job:
         if fields is not None:
             self.check(fields, stages)
         self.config |= source.describe
-        interrupted = finished = False
+        interrupted: KeyboardInterrupt | None = None
+        finished = False
         stats: dict[str, Any] = {}
         with _sigterm_as_interrupt():
             try:
@@ -251,8 +252,8 @@ class Job:
                            total if total is not None else source.total,
                            put=lambda r: sink.put(self, r))
                 finished = True
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+                interrupted = exc
                 log.warning("interrupted: writing what finished so far")
             finally:
                 # Also after an error: what finished is written, marked incomplete.
@@ -261,8 +262,8 @@ class Job:
                 stats = sink.close(self, not finished)
                 for after in self._after:
                     after(stats)
-        if interrupted:
-            raise KeyboardInterrupt
+        if interrupted is not None:
+            raise interrupted  # the same one: the command line tells SIGTERM from Ctrl-C
         return stats
 
 
@@ -274,7 +275,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
