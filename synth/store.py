@@ -244,7 +244,8 @@ class RunStore:
         ``complete`` marks the invocation's memory final: later invocations start from it, and
         older invocations' rows are dropped.
         """
-        with self.db:
+        # Saved at the end of a run, also one stopped by a full disk: fail as StoreWriteFailed.
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM memory WHERE gen = ?", (self.gen,))
             self.db.executemany(
