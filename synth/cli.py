@@ -58,6 +58,43 @@ def _progress() -> Any:
 
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", help="Dataset rows: raw (synth's columns), alpaca (instruction/input/output) or "
+    "messages (chat turns for TRL SFTTrainer / axolotl). Default raw.")]
+OutputFormatOpt = Annotated[str | None, typer.Option(
+    "--output-format", help="Dataset files: parquet (default, + a jsonl copy), jsonl, or arrow "
+    "(datasets.load_from_disk).")]
+LicenseAllowOpt = Annotated[str | None, typer.Option(
+    "--license-allow", help="Keep only records whose source licence is listed, e.g. "
+    "MIT,Apache-2.0 or 'permissive' ('unknown' to keep unread ones too).")]
+PushOpt = Annotated[str | None, typer.Option(
+    "--push-to-hub", help="Upload the dataset to this Hugging Face dataset repo (user/name); "
+    "token from $HF_TOKEN.")]
+PublicOpt = Annotated[bool, typer.Option(
+    "--public", help="With --push-to-hub: create the repo public (default private).")]
+
+
+def _output(toml: dict[str, Any], fmt: str | None, output_format: str | None,
+            license_allow: str | None, push: str | None, public: bool) -> Any:
+    from synth.config import resolve
+    from synth.io.formats import OutputConfig
+    from synth.seeds.licenses import parse_allow
+
+    return resolve(OutputConfig, "output", toml, {
+        "format": fmt, "output_format": output_format,
+        "license_allow": parse_allow(license_allow) if license_allow else None,
+        "push_to_hub": push, "public": public or None})
+
+
+def _push(output: Any, run_dir: Path) -> None:
+    """Upload RUN/dataset when --push-to-hub was given (after a run that finished)."""
+    if output.push_to_hub is None:
+        return
+    from synth.io.hub import push_to_hub
+
+    url = push_to_hub(run_dir / "dataset", output.push_to_hub, private=not output.public)
+    typer.echo(f"pushed {run_dir / 'dataset'} to {output.push_to_hub} "
+               f"({'public' if output.public else 'private'}): {url}")
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -105,6 +142,7 @@ def seeds_extract(
     max_line_chars: Annotated[int, typer.Option(help="Gate: longest line in a seed.")] = 400,
     max_file_bytes: Annotated[int, typer.Option(help="Skip files larger than this.")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Random seed for snippet positions and quotas.")] = 0,
+    license_allow: LicenseAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
     from collections import Counter
@@ -118,6 +156,7 @@ def seeds_extract(
         write_manifest,
         write_seeds,
     )
+    from synth.seeds.licenses import parse_allow
     from synth.seeds.readers import DatasetSource
 
     try:
@@ -138,7 +177,8 @@ def seeds_extract(
         out = run_dir / SEEDS_FILE
         index = FileIndex(run_dir)
         try:
-            n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index), out)
+            n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index,
+                                          parse_allow(license_allow)), out)
         except BaseException:
             index.discard()
             raise
@@ -202,6 +242,11 @@ def generate(
         help="Good and bad cases shown per prompt, each (default 1; 0 for none).")] = None,
     memory_seed: Annotated[list[Path] | None, typer.Option(
         help="File of example cases to start the memory with (repeatable).")] = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
@@ -225,7 +270,9 @@ def generate(
         for path in gen.memory_seed:
             if not Path(path).exists():
                 raise InputError(f"--memory-seed {path} does not exist")
-        stats = run_generate(run_dir, gen, llm, seeds, _progress())
+        output = _output(toml, fmt, output_format, license_allow, push_to_hub, public)
+        stats = run_generate(run_dir, gen, llm, seeds, _progress(), output=output)
+        _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -337,13 +384,20 @@ def decontam(
         help="File of extra generic strings (one per line) the exact method ignores.")] = None,
     no_default_allow: Annotated[bool, typer.Option(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
+    from synth.config import load_toml
     from synth.filters.decontam import DEFAULT_ALLOW, run_decontam
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
     try:
+        output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
         allowed = [] if no_default_allow else list(DEFAULT_ALLOW)
         if allow is not None:
             if not allow.exists():
@@ -354,7 +408,8 @@ def decontam(
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
-            progress=_progress())
+            progress=_progress(), output=output)
+        _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -566,7 +621,8 @@ EmbedderOpt = Annotated[Path | None, typer.Option(
 
 def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
                  score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
-                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any]) -> None:
+                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
+                 output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
     from synth.config import (
         LLMConfig,
         SandboxConfig,
@@ -584,7 +640,10 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
                   if select_cli is not None else None)
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
-        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress())
+        output = _output(toml, *output_cli)
+        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
+                            output=output)
+        _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
     except KeyboardInterrupt:
@@ -630,12 +689,18 @@ def score(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
     _run_filters("score", input, run_dir, config,
                  _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command()
@@ -651,11 +716,17 @@ def select(
     embed_response: EmbedResponseOpt = False,
     embedder: EmbedderOpt = None,
     config: ConfigOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _run_filters("select", input, run_dir, config, None,
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder), {}, {})
+                             embed_response, embedder), {}, {},
+                 (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command("filter")
@@ -682,6 +753,11 @@ def filter_(
     unsafe_exec: UnsafeOpt = False,
     templates: TemplatesOpt = None,
     config: ConfigOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
     _run_filters("filter", input, run_dir, config,
@@ -689,4 +765,59 @@ def filter_(
                  _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                              embed_response, embedder),
                  {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None})
+                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+                 (fmt, output_format, license_allow, push_to_hub, public))
+
+
+# -- report / inspect (issue 12) ------------------------------------------------------------
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory holding a dataset.")],
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
+) -> None:
+    """Rebuild the dataset card (README.md) and its plots from the run directory."""
+    import time
+
+    from synth.config import load_toml
+    from synth.report import build_report
+
+    try:
+        t0 = time.monotonic()
+        built = build_report(run)
+        took = time.monotonic() - t0
+        if push_to_hub is not None:
+            _push(_output(load_toml(None), None, None, None, push_to_hub, public), run)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    plots = ", ".join(p.name for p in built["plots"])
+    typer.echo(f"wrote {built['card']} and {plots} for {built['rows']} rows in {took:.2f} s")
+
+
+@app.command()
+def inspect(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    rejects: Annotated[bool, typer.Option(
+        "--rejects", help="Show rejected records with their raw LLM output.")] = False,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    lang: Annotated[str | None, typer.Option(help="Only this language.")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="Only rejects with this reason or stage (implies --rejects).")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many samples to show.")] = 5,
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Show the seed code.")] = True,
+) -> None:
+    """Print samples of a run's dataset (or its rejects) readably, code highlighted."""
+    from rich.console import Console
+
+    from synth.io.inspect import inspect_run
+
+    console = Console(highlight=False, soft_wrap=False)
+    try:
+        shown = inspect_run(run, console, rejects=rejects, task=task, lang=lang, reason=reason,
+                            n=n, show_seed=seed)
+    except SynthError as exc:
+        raise fail(exc) from exc
+    if not shown:
+        typer.secho("no matching samples", fg=typer.colors.YELLOW, err=True)

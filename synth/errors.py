@@ -15,8 +15,9 @@ The tree::
     │   ├── ModelNotFound        the endpoint does not serve the requested model
     │   └── ServerStartError     the embedded llama.cpp server did not come up
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
-    └── SandboxError           generated code cannot be executed safely
-        └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    ├── SandboxError           generated code cannot be executed safely
+    │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    └── HubError               the dataset could not be uploaded to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ class SandboxError(SynthError):
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class HubError(SynthError):
+    """The dataset could not be uploaded to the Hugging Face Hub."""

@@ -334,25 +334,33 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
 
 def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
                   card_sections: list[str] | None = None,
-                  description: str | None = None) -> dict[str, Any]:
+                  description: str | None = None, output: Any = None) -> dict[str, Any]:
     """Write the run directory's outputs from the store: dataset, rejects, stats, config.
 
     Called at the end of every run, also after Ctrl-C or an error, so everything that finished
-    is on disk. Returns the stats written to ``stats.json``.
+    is on disk. ``output`` (a :class:`synth.io.formats.OutputConfig`) says the row and file
+    format. The card and its plots are built last, from the run directory alone
+    (:func:`synth.report.build_report`, what ``synth report`` reruns). Returns the stats
+    written to ``stats.json``.
     """
-    from synth.emit import dataset_card, write_dataset, write_rejects
+    from synth.emit import write_rejects
+    from synth.io.formats import OutputConfig, write_dataset
+    from synth.report import CARD_FILE, build_report, card_facts
 
+    output = output or OutputConfig()
     store = ctx.store
     stats = ctx.stats.to_dict()
     stats["kept"] = store.count_results("kept")
     stats["rejected"] = store.count_results("rejected")
     stats["interrupted"] = interrupted
+    config = config | {"output": output.as_config()}
     store.write_json("config.json", config)
-    card = dataset_card(title, stats["kept"], stats, config, card_sections, description)
+    store.write_json(CARD_FILE, card_facts(config, title, description, card_sections))
     write_dataset((rec for _, _, rec in store.iter_results("kept")), store.run_dir / "dataset",
-                  card, store.score_names())
+                  output, store.score_names())
     write_rejects(store, store.run_dir / "rejects.jsonl")
     store.write_json("stats.json", stats)
+    build_report(store.run_dir)
     return stats
 
 

@@ -184,7 +184,7 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
                  test_fields: Sequence[str] | None = None,
                  string_fields: Sequence[str] | None = None,
                  allow: Sequence[str] = DEFAULT_ALLOW,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None, output: Any = None) -> dict[str, Any]:
     """``synth decontam``: filter an instruction dataset into a run directory.
 
     Reads ``input_path`` (anything :func:`synth.datafiles.read_records` reads); writes the kept
@@ -198,7 +198,9 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
     unknown = sorted(set(methods) - {"exact", "ngram"})
     if unknown or not methods:
         raise ConfigError(f"--method takes exact and/or ngram, got {','.join(methods)!r}")
-    stages: list[Stage] = []
+    from synth.filters.licenses import license_stages
+
+    stages: list[Stage] = license_stages(output)
     if "exact" in methods:
         stages.append(ExactDecontam(benchmarks, fields=string_fields,
                                     train_fields=train_fields, allow=allow))
@@ -223,10 +225,11 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
             interrupted = True
         finally:
             summary = _summary(ctx.stats.to_dict(), stages, config)
-            stats = write_outputs(ctx, config, "synth decontaminated dataset", interrupted,
-                                  card_sections=[decontam_markdown(summary)])
-            summary["kept"] = stats["kept"]
+            summary["kept"] = store.count_results("kept")
+            # Written before the outputs: the card's decontamination section is read from it.
             store.write_json("decontam.json", summary)
+            write_outputs(ctx, config, "synth decontaminated dataset", interrupted,
+                          output=output)
             ctx.close()
         if interrupted:
             raise KeyboardInterrupt

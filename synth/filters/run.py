@@ -18,6 +18,7 @@ from typing import Any
 from synth.config import LLMConfig, SandboxConfig, ScoreConfig, SelectConfig, as_dict
 from synth.datafiles import read_records
 from synth.errors import InputError
+from synth.filters.licenses import license_stages
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
 from synth.store import RunStore
@@ -41,7 +42,7 @@ def input_path(run_dir: Path, given: Path | None) -> Path:
 def run_filters(run_dir: Path, source: Path | None, command: str,
                 score: ScoreConfig | None = None, select: SelectConfig | None = None,
                 llm: LLMConfig | None = None, sandbox: SandboxConfig | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, output: Any = None) -> dict[str, Any]:
     """Score and/or select the records of ``source``; returns the stats of ``stats.json``."""
     from synth.filters.heuristics import HeuristicScores
 
@@ -64,7 +65,7 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
         ctx = RunContext(store, progress)
         stack.callback(ctx.close)
         config: dict[str, Any] = {"input": str(path), "run_dir": str(run_dir)}
-        stages: list[Stage] = []
+        stages: list[Stage] = license_stages(output)
         if score.heuristics:
             stages.append(HeuristicScores())
         if needs_llm:
@@ -82,7 +83,7 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
             interrupted = True
             log.warning("interrupted: writing what finished so far")
         finally:
-            stats = write_outputs(ctx, config, f"synth {command}", interrupted)
+            stats = write_outputs(ctx, config, f"synth {command}", interrupted, output=output)
         if interrupted:
             raise KeyboardInterrupt
         return stats

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from synth.config import EMBEDDED_MODEL, GenerateConfig, LLMConfig, SeedsConfig, as_dict
 from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
+from synth.filters.licenses import license_stages
 from synth.generators import build_tasks, choose_task, task_options
 from synth.generators.base import Task
 from synth.generators.evol import source_record
@@ -80,7 +81,7 @@ def resolve_model(requested: str | None, served: list[str], embedded: bool, base
 
 
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, output: Any = None) -> dict[str, Any]:
     """Run one ``synth generate`` job; returns the stats written to ``stats.json``.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
@@ -135,7 +136,7 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                                   max_rounds=gen.max_rounds, seed=gen.seed)
                 interrupted = finished = False
                 try:
-                    run_stages(records, [stage], ctx, total)
+                    run_stages(records, license_stages(output) + [stage], ctx, total)
                     finished = True
                 except KeyboardInterrupt:
                     interrupted = True
@@ -145,7 +146,8 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                     config["answer_dialect"] = stage.dialects()
                     sections = [loop_card_section(stage.counters)] if gen.discriminator else []
                     stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
-                                          sections, description=_description(tasks, mix))
+                                          sections, description=_description(tasks, mix),
+                                          output=output)
                 if interrupted:
                     raise KeyboardInterrupt
                 return stats

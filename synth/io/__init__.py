@@ -1,0 +1,1 @@
+"""Reading and writing datasets: trainer formats, the dataset card, plots."""
