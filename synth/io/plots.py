@@ -74,10 +74,15 @@ def _hist(ax: Any, series: dict[str, Sequence[float]], title: str, xlabel: str,
     lo = min(float(v.min()) for v in values if v.size)
     hi = max(float(v.max()) for v in values if v.size)
     if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         lo = max(lo, 1.0)
-        hi = max(hi, lo + 1.0)
+        if hi < 2 * lo:  # all about the same length: widen so the bar sits mid-axis
+            lo, hi = max(lo / 1.5, 1.0), hi * 1.5
         bins = np.geomspace(lo, hi, 41)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
     for (label, _), v in zip(series.items(), values, strict=True):

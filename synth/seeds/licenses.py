@@ -30,7 +30,10 @@ PERMISSIVE = frozenset({
     "PSF-2.0", "Python-2.0", "Zlib", "CC0-1.0", "BSL-1.0",
 })
 
-_FILE_PREFIXES = ("license", "licence", "copying", "unlicense")
+# LICENSE, LICENSE.txt, LICENSE-MIT, LICENCE.md, COPYING, COPYING.LESSER, UNLICENSE: but not
+# a source file that happens to start with the word (licenses.py, license_check.go).
+_LICENSE_NAME = re.compile(r"^(un)?licen[cs]es?([-_][a-z0-9-]+)?(\.[a-z0-9]+)?$|"
+                           r"^copying([-_][a-z0-9-]+)?(\.[a-z0-9]+)?$", re.IGNORECASE)
 _READ_BYTES = 64 * 1024
 
 
@@ -147,11 +150,17 @@ def _toml(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _is_license_file(name: str) -> bool:
+    from synth.seeds.languages import EXTENSIONS
+
+    return bool(_LICENSE_NAME.match(name)) and Path(name).suffix.lower() not in EXTENSIONS
+
+
 def license_of_directory(directory: Path) -> str | None:
     """What ``directory`` itself says about its licence (files first, then metadata)."""
     try:
-        entries = sorted(p for p in directory.iterdir()
-                         if p.name.lower().startswith(_FILE_PREFIXES) and p.is_file())
+        entries = sorted(p for p in directory.iterdir() if _is_license_file(p.name)
+                         and p.is_file())
     except OSError:
         entries = []
     found: set[str] = set()
