@@ -74,35 +74,40 @@ def _hist(ax: Any, series: dict[str, Sequence[float]], title: str, xlabel: str,
     lo = min(float(v.min()) for v in values if v.size)
     hi = max(float(v.max()) for v in values if v.size)
     if log:
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         lo = max(lo, 1.0)
         if hi < 2 * lo:  # all about the same length: widen so the bar sits mid-axis
             lo, hi = max(lo / 1.5, 1.0), hi * 1.5
         bins = np.geomspace(lo, hi, 41)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
     for (label, _), v in zip(series.items(), values, strict=True):
-        ax.hist(v, bins=bins, alpha=0.6, label=f"{label} (n={v.size})")
+        # np.histogram + stairs draws one path per series (ax.hist draws a patch per bin).
+        heights, _ = np.histogram(v, bins=bins)
+        ax.stairs(heights, bins, fill=True, alpha=0.6, label=f"{label} (n={v.size})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     ax.legend(fontsize=8)
 
 
-def _figure(ncols: int, nrows: int = 1) -> tuple[Any, Any]:
+def _figure(ncols: int, nrows: int = 1, left: float = 0.08) -> tuple[Any, Any]:
     plt = _pyplot()
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.6 * nrows), squeeze=False)
+    # Fixed margins instead of tight_layout: as readable here, and a third of the drawing time.
+    fig.subplots_adjust(left=left, right=0.97, bottom=0.16 / nrows, top=1 - 0.12 / nrows,
+                        wspace=0.45, hspace=0.5)
     return fig, axes
 
 
 def plot_languages_tasks(summary: Any, path: Path) -> None:
-    fig, axes = _figure(2)
+    fig, axes = _figure(2, left=0.1)
     _barh(axes[0][0], summary.languages, "Languages")
     _barh(axes[0][1], summary.tasks, "Tasks")
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -124,7 +129,6 @@ def plot_scores(summary: Any, path: Path) -> None:
             _hist(axes[i // cols][i % cols], series, name, "score")
         for j in range(len(names), rows * cols):
             axes[j // cols][j % cols].set_visible(False)
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -134,15 +138,13 @@ def plot_lengths(summary: Any, path: Path) -> None:
           "characters (log)", log=True)
     _hist(axes[0][1], {"response": summary.response_lengths}, "Response length",
           "characters (log)", log=True)
-    fig.tight_layout()
     _save(fig, path)
 
 
 def plot_rejects(summary: Any, path: Path) -> None:
-    fig, axes = _figure(1)
-    axes[0][0].figure.set_size_inches(8, 3.6)
+    fig, axes = _figure(1, left=0.35)
+    fig.set_size_inches(8, 3.6)
     _barh(axes[0][0], summary.rejects, "Rejects (stage: reason)")
-    fig.tight_layout()
     _save(fig, path)
 
 
