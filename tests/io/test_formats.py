@@ -15,7 +15,8 @@ from synth.io.formats import OutputConfig, convert, data_files
 # tokenizer's template to the ``messages`` column); it raises on a turn out of order.
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
-    "{% if m['role'] == 'system' and not loop.first %}{{ raise('system must be first') }}{% endif %}"
+    "{% if m['role'] == 'system' and not loop.first %}"
+    "{{ raise('system must be first') }}{% endif %}"
     "{% if m['role'] == 'user' and loop.index0 % 2 != (1 if messages[0]['role'] == 'system' "
     "else 0) %}{{ raise('user out of turn') }}{% endif %}"
     "<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
