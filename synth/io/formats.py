@@ -131,6 +131,12 @@ def raw_row(record: Record, score_names: list[str]) -> dict[str, Any]:
     from synth.seeds.licenses import record_license
 
     row = to_row(record, score_names)
+    # A synth dataset read back (score/select/filter/decontam on RUN/dataset) has these
+    # columns in meta['extra']: carry them through instead of writing nulls.
+    extra = record.meta.get("extra") or {}
+    for key in ("model", "template", "template_hash"):
+        if row.get(key) is None and isinstance(extra.get(key), str):
+            row[key] = extra[key]
     # The row schema is fixed: keep the licence as its own column next to the provenance.
     row["license"] = record_license(record)
     return row

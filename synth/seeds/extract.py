@@ -195,13 +195,14 @@ _NEG_HEX = str.maketrans("0123456789abcdef", "fedcba9876543210")
 def with_licenses(records: Iterable[Record], counts: Counter[str],
                   allow: tuple[str, ...] = ()) -> Iterator[Record]:
     """Put each seed's repository licence into its provenance (``license``); with ``allow``,
-    drop seeds whose licence is not on it (counted as ``drop_license``)."""
+    drop seeds whose licence is not on it, counted as ``drop_license_not_allowed``
+    (``drop_license`` is the quality gate's count of licence-header snippets)."""
     detector = LicenseDetector()
     for record in records:
         prov = record.meta["provenance"]
         prov["license"] = detector.for_file(str(prov.get("root", "")), str(prov.get("path", "")))
         if not allowed(prov["license"], allow):
-            counts["drop_license"] += 1
+            counts["drop_license_not_allowed"] += 1
             continue
         yield record
 

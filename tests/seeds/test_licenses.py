@@ -188,7 +188,7 @@ def test_seeds_carry_license_and_allow_list_drops(tmp_path: Path) -> None:
     kept = list(extract_seeds([tmp_path / "mit", tmp_path / "gpl"], SeedsConfig(), counts,
                               license_allow=parse_allow("permissive")))
     assert [s.meta["provenance"]["license"] for s in kept] == ["MIT"]
-    assert counts["drop_license"] == 1
+    assert counts["drop_license_not_allowed"] == 1
 
 
 def test_license_filter_stage_rejects_with_the_licence(tmp_path: Path) -> None:
