@@ -88,7 +88,9 @@ def render(console: Any, row: dict[str, Any], rejected: bool, show_seed: bool = 
         scores = {k: round(v, 3) for k, v in (row.get("scores") or {}).items() if v is not None}
         if scores:
             head.append("scores " + ", ".join(f"{k}={v}" for k, v in sorted(scores.items())))
-    console.print(Rule(" · ".join(head), style="cyan"))
+    # The id on the rule, the rest on its own line: a long reason is never cut off.
+    console.print(Rule(head[0], style="cyan"))
+    console.print(Text(" · ".join(head[1:]), style="bold"))
     if show_seed and record.get("seed"):
         console.print(Panel(Syntax(record["seed"], lang.lower() or "text", line_numbers=False,
                                    word_wrap=True), title="seed", title_align="left"))

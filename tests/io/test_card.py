@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from run_factory import make_run  # noqa: F401 (the fixture)
 from typer.testing import CliRunner
 
 from synth.cli import app

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from run_factory import make_run  # noqa: F401 (the fixture)
 
 import synth.report
 from synth.errors import ConfigError

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_factory import make_run  # noqa: F401 (the fixture)
 from typer.testing import CliRunner
 
 import synth.report

@@ -1,4 +1,5 @@
-"""A run directory written through the real outputs path, without an LLM."""
+"""A run directory written through the real outputs path, without an LLM (a fixture module,
+not a conftest: tests/conftest.py is imported by name elsewhere)."""
 
 from __future__ import annotations
 
