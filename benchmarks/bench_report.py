@@ -74,11 +74,13 @@ def main() -> None:
           f"{time.monotonic() - t0:.1f} s")
 
     times = []
+    cpu = []
     digests = []
     for _ in range(2):
-        t = time.monotonic()
+        t, c = time.monotonic(), time.process_time()
         built = build_report(run)
         times.append(time.monotonic() - t)
+        cpu.append(time.process_time() - c)
         files = [built["card"], *built["plots"]]
         digests.append(hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest())
     print("| rows | format | report (cold) | report (warm) | identical |")

@@ -26,6 +26,8 @@ from typing import Any
 from synth.errors import InputError
 
 CARD_FILE = "card.json"
+SUMMARY_COLUMNS = ["lang", "task", "license", "model", "template", "template_hash", "scores",
+                   "instruction", "response", "output", "messages"]
 DATASET_DIR = "dataset"
 
 
@@ -99,9 +101,15 @@ def _json(path: Path) -> Any:
                          "it") from exc
 
 
-def _counts(values: list[Any]) -> list[tuple[str, int]]:
-    c = Counter("" if v is None else str(v) for v in values)
-    return sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+def _counts(table: Any, name: str) -> list[tuple[str, int]]:
+    """``(value, rows)`` of a string column, most frequent first (null counts as "")."""
+    if name not in table.column_names:
+        return []
+    counts = table.column(name).value_counts().to_pylist()
+    merged: Counter[str] = Counter()
+    for item in counts:
+        merged["" if item["values"] is None else str(item["values"])] += item["counts"]
+    return sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _lengths(table: Any, fmt: str) -> tuple[list[int], list[int]]:
@@ -169,21 +177,20 @@ def summarize(run_dir: Path) -> Summary:
     from synth.io.formats import read_table
 
     dataset = run_dir / DATASET_DIR
-    table = read_table(dataset)
+    # Only what the card shows: the seed, provenance and ids of 100k rows stay on disk.
+    table = read_table(dataset, columns=SUMMARY_COLUMNS)
     stats = _json(run_dir / "stats.json") or {}
     cols = table.column_names
     s = Summary(rows=table.num_rows)
-
-    def column(name: str) -> list[Any]:
-        return table.column(name).to_pylist() if name in cols else []
-
-    s.languages = _counts(column("lang"))
-    s.tasks = _counts(column("task"))
-    s.licenses = _counts(column("license"))
-    s.models = _counts(column("model"))
-    templates = Counter(zip(column("template"), column("template_hash"), strict=False))
-    s.templates = sorted(((str(t), str(h), n) for (t, h), n in templates.items()
-                          if t is not None), key=lambda x: (x[0], x[1]))
+    s.languages = _counts(table, "lang")
+    s.tasks = _counts(table, "task")
+    s.licenses = _counts(table, "license")
+    s.models = _counts(table, "model")
+    if "template" in cols and "template_hash" in cols:
+        pairs = table.group_by(["template", "template_hash"]).aggregate([([], "count_all")])
+        s.templates = sorted((str(t), str(h), int(n)) for t, h, n in zip(
+            pairs.column("template").to_pylist(), pairs.column("template_hash").to_pylist(),
+            pairs.column("count_all").to_pylist(), strict=True) if t is not None)
     fmt = "messages" if "messages" in cols else ("alpaca" if "output" in cols else "raw")
     s.instruction_lengths, s.response_lengths = _lengths(table, fmt)
     s.scores_after = _scores(table)

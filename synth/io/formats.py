@@ -267,6 +267,9 @@ def read_table(dataset_dir: Path, columns: list[str] | None = None) -> Any:
     if not paths:
         return pa.table({})
     if found["kind"] == "parquet":
+        if columns is not None:
+            names = set(pq.read_schema(paths[0]).names)
+            columns = [c for c in columns if c in names]
         return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
     if found["kind"] == "jsonl":
         import pyarrow.json as pj
