@@ -178,10 +178,11 @@ def _sources(run_dir: Path, facts: dict[str, Any]) -> list[str]:
                 + (f" (sha256 `{facts['input_sha256']}`)" if facts.get("input_sha256") else "")]
     coreset = _read(run_dir / "coreset.json")
     if coreset:
-        centres = coreset.get("centres") or coreset.get("centers") or []
-        out += [f"- coreset (KCenterGreedy): {len(centres)} seeds, coverage radius "
-                f"{coreset.get('radius')} ({coreset.get('metric', 'cosine')}), embedder "
-                f"`{coreset.get('embedder')}`"]
+        radii = coreset.get("radii") or []
+        radius = f"{radii[-1]:.4f}" if radii else "-"
+        out += [f"- coreset (KCenterGreedy over seed embeddings): {len(coreset.get('ids') or [])}"
+                f" of the seeds, coverage radius {radius} ({coreset.get('metric')}), embedder "
+                f"`{coreset.get('model')}`, seed {coreset.get('seed')} (`coreset.jsonl`)"]
     if len(out) == 2:
         out += ["No seed extraction recorded in this run directory."]
     return out + [""]

@@ -193,11 +193,12 @@ _NEG_HEX = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
 def with_licenses(records: Iterable[Record], counts: Counter[str],
-                  allow: tuple[str, ...] = ()) -> Iterator[Record]:
+                  allow: tuple[str, ...] = (),
+                  detector: LicenseDetector | None = None) -> Iterator[Record]:
     """Put each seed's repository licence into its provenance (``license``); with ``allow``,
     drop seeds whose licence is not on it, counted as ``drop_license_not_allowed``
     (``drop_license`` is the quality gate's count of licence-header snippets)."""
-    detector = LicenseDetector()
+    detector = detector or LicenseDetector()
     for record in records:
         prov = record.meta["provenance"]
         prov["license"] = detector.for_file(str(prov.get("root", "")), str(prov.get("path", "")))

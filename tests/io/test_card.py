@@ -98,7 +98,7 @@ def test_report_on_a_missing_run_is_one_red_line(tmp_path: Path) -> None:
     assert "does not exist" in result.output
 
 
-def test_decontam_and_tli_results_show_in_the_card(make_run: Callable[..., Path]) -> None:
+def test_decontam_tli_and_coreset_show_in_the_card(make_run: Callable[..., Path]) -> None:
     from synth.report import build_report
 
     run = make_run(n=4, rejected=0)
@@ -107,6 +107,9 @@ def test_decontam_and_tli_results_show_in_the_card(make_run: Callable[..., Path]
         "methods": ["exact", "ngram"], "ngram_sizes": [4, 5], "threshold": 0.05,
         "train_fields": ["instruction"], "records_in": 10, "kept": 9,
         "dropped": {"exact:humaneval": 1}}))
+    (run / "coreset.json").write_text(json.dumps({
+        "k": 2, "metric": "cosine", "model": "all-MiniLM-L6-v2", "seed": 0,
+        "radii": [1.0, 0.25], "ids": ["a", "b"]}))
     (run / "tli.json").write_text(json.dumps({
         "benchmark": "humaneval", "k": 1, "ngram_sizes": [4, 5], "train_fields": ["instruction"],
         "test_fields": ["prompt"], "n_test": 164, "n_train": 4, "tli_mean": 0.012,
@@ -115,6 +118,7 @@ def test_decontam_and_tli_results_show_in_the_card(make_run: Callable[..., Path]
     body = (run / "dataset" / "README.md").read_text()
     assert "## Decontamination" in body and "exact:humaneval: 1" in body
     assert "Test leakage (TLI) vs humaneval" in body and "| 1.20 | 20.00 | 3 |" in body
+    assert "2 of the seeds, coverage radius 0.2500 (cosine)" in body
 
 
 @pytest.mark.parametrize("n, label", [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"),
