@@ -8,6 +8,7 @@ Only this module turns a :class:`synth.errors.SynthError` into one red line and 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,38 @@ app = typer.Typer(
 _state: dict[str, Any] = {"debug": False}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, systemd, Kubernetes, Slurm): stopped like Ctrl-C, outputs written."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def interrupted(exc: KeyboardInterrupt, run_dir: Path) -> typer.Exit:
+    """Say what was kept and return the exit to raise: 130 for Ctrl-C, 143 for SIGTERM."""
+    typer.secho(f"interrupted; finished records are in {run_dir}; rerun the same command to "
+                "resume", fg=typer.colors.YELLOW, err=True)
+    return typer.Exit(code=143 if isinstance(exc, Terminated) else 130)
+
+
+def finished(stats: dict[str, Any], run_dir: Path, extra: str = "") -> None:
+    """The last line of a run: done, rejected, left; exit code 3 when records are left.
+
+    Records whose requests failed for reasons outside them (connection, 5xx, 429) are left to
+    retry, not rejected: the run is incomplete and a rerun of the same command resumes it.
+    """
+    left = int(stats.get("left_to_retry", 0))
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} "
+               f"→ {run_dir / 'dataset'} ({stats['llm'].get('requests', 0)} requests, "
+               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
+               + extra)
+    if left:
+        typer.secho(f"incomplete: {left} records left to retry after endpoint failures; rerun "
+                    "the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
@@ -34,6 +67,7 @@ def main(
 ) -> None:
     """synth: seeds → prompts → LLM → scored, decontaminated, diverse dataset."""
     _state["debug"] = debug
+    signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -48,7 +82,7 @@ def fail(exc: SynthError) -> typer.Exit:
     if _state["debug"]:
         raise exc
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=exc.exit_code)
 
 
 def _progress() -> Any:
@@ -217,6 +251,9 @@ def generate(
     tpm: Annotated[int | None, typer.Option(help="Tokens-per-minute limit.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per request.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per request attempt.")] = None,
+    max_outage: Annotated[float | None, typer.Option(
+        help="Seconds to wait for an endpoint that went down mid-run before stopping (exit 3; "
+             "a rerun resumes). Default 300.")] = None,
     templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     config: Annotated[Path | None, typer.Option(help="synth.toml to read.")] = None,
@@ -264,7 +301,8 @@ def generate(
             "memory_seed": tuple(str(p) for p in memory_seed) if memory_seed else None})
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
-            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout})
+            "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
+            "max_outage_s": max_outage})
         if seeds is not None and not seeds.exists():
             raise InputError(f"seeds file {seeds} does not exist")
         for path in gen.memory_seed:
@@ -275,13 +313,9 @@ def generate(
         _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
-                    err=True)
-        raise typer.Exit(code=130) from None
-    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
-               f"({stats['llm'].get('requests', 0)} requests, "
-               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)")
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, run_dir) from None
+    finished(stats, run_dir)
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -412,10 +446,8 @@ def decontam(
         _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
-                    err=True)
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, run_dir) from None
     dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
                f"(dropped: {dropped}) → {run_dir / 'dataset'}")
@@ -646,15 +678,11 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
         _push(output, run_dir)
     except SynthError as exc:
         raise fail(exc) from exc
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished records are in {run_dir}", fg=typer.colors.YELLOW,
-                    err=True)
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, run_dir) from None
     nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
            if k.startswith("nan:")}
-    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']} → {run_dir / 'dataset'} "
-               f"({stats['llm'].get('requests', 0)} requests, {stats['wall_time_s']} s)"
-               + (f"; NaN scores: {nan}" if nan else ""))
+    finished(stats, run_dir, f"; NaN scores: {nan}" if nan else "")
 
 
 def _score_cli(complexity: bool, quality: bool, tests: bool, num_tests: int | None,

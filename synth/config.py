@@ -48,11 +48,14 @@ class LLMConfig:
     backoff_max_s: float = 60.0
     rpm: int | None = None
     tpm: int | None = None
+    #: How long requests wait for an endpoint that went down mid-run before the run stops.
+    max_outage_s: float = 300.0
 
     def validate(self) -> None:
         _positive("concurrency", self.concurrency)
         _positive("max_attempts", self.max_attempts)
         _positive("timeout_s", self.timeout_s)
+        _positive("max_outage_s", self.max_outage_s)
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
             if value is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.records import Record
-from synth.store import RunStore
+from synth.store import RunStore, replacing
 
 PROVENANCE_FIELDS = ("root", "path", "start_line", "end_line", "file_sha256", "source", "row")
 JSONL_FILE = "jsonl/train.jsonl"
@@ -80,12 +80,18 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
     ``card`` is the Markdown body of README.md; the YAML header that tells ``datasets`` where
     the data is gets prepended here. Returns the number of rows written.
     """
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    with replacing(tmp):
+        return _write_dataset(records, out_dir, tmp, card, score_names, batch_rows)
+
+
+def _write_dataset(records: Iterable[Record], out_dir: Path, tmp: Path, card: str,
+                   score_names: list[str] | None, batch_rows: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     names = sorted(score_names or [])
     schema = _schema(names)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "data").mkdir(parents=True)
@@ -128,13 +134,17 @@ def write_dataset(records: Iterable[Record], out_dir: Path, card: str,
 
 def write_rejects(store: RunStore, path: Path) -> int:
     """``rejects.jsonl``: one line per dropped record with stage, reason and the raw LLM text."""
+    from synth.llm.client import RETRYABLE_REASONS
+
     tmp = path.with_suffix(".jsonl.tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with replacing(tmp), open(tmp, "w", encoding="utf-8") as fh:
         for stage, reason, record in store.iter_results("rejected"):
             raw = record.meta.get("raw") or {}
             fh.write(json.dumps({
-                "id": record.id, "stage": stage, "reason": reason, "task": record.task,
+                "id": record.id, "stage": stage, "reason": reason,
+                # True: the request failed for reasons outside it; a rerun sends it again.
+                "retryable": reason in RETRYABLE_REASONS, "task": record.task,
                 "seed": record.seed, "raw_output": raw.get("output"),
                 "finish_reason": raw.get("finish_reason"),
                 "detail": record.meta.get("parse_error") or record.meta.get("llm_error")
@@ -142,7 +152,8 @@ def write_rejects(store: RunStore, path: Path) -> int:
                 "record": record.to_dict(),
             }, ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
+        fh.close()
+        os.replace(tmp, path)
     return n
 
 

@@ -1,7 +1,8 @@
 """Errors synth raises on purpose, each with a message a user can act on.
 
-Only ``synth.cli`` turns these into a red line and exit code 1; library code raises them and
-never prints. Anything that is not a ``SynthError`` is a bug and keeps its traceback.
+Only ``synth.cli`` turns these into a red line and an exit code (``exit_code``: 1, or 3 for an
+:class:`Incomplete` run that a rerun resumes); library code raises them and never prints.
+Anything that is not a ``SynthError`` is a bug and keeps its traceback.
 
 The tree::
 
@@ -13,8 +14,12 @@ The tree::
     │   ├── EndpointUnreachable  connection refused / DNS / timeout on the first contact
     │   ├── AuthenticationFailed 401 / 403 from the endpoint
     │   ├── ModelNotFound        the endpoint does not serve the requested model
-    │   └── ServerStartError     the embedded llama.cpp server did not come up
+    │   ├── ServerStartError     the embedded llama.cpp server did not come up
+    │   └── EndpointDown         the endpoint went away mid-run for longer than --max-outage
+    │                            (also an Incomplete)
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
+    │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
+    ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
     ├── SandboxError           generated code cannot be executed safely
     │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
     └── HubError               the dataset could not be uploaded to the Hugging Face Hub
@@ -25,6 +30,16 @@ from __future__ import annotations
 
 class SynthError(Exception):
     """Base of every error synth raises for a user to act on."""
+
+    #: The process exit code the command line maps this error to.
+    exit_code: int = 1
+
+
+class Incomplete(SynthError):
+    """The run stopped before every record was done; what finished is written, a rerun
+    of the same command resumes without paying for any cached request again."""
+
+    exit_code = 3
 
 
 class ConfigError(SynthError):
@@ -59,8 +74,20 @@ class ServerStartError(LLMError):
     """The embedded local server could not be started."""
 
 
+class EndpointDown(LLMError, Incomplete):
+    """The endpoint stopped answering mid-run and did not come back within the outage limit."""
+
+    exit_code = 3
+
+
 class StoreError(SynthError):
     """The run directory or its SQLite store cannot be used."""
+
+
+class StoreWriteFailed(StoreError, Incomplete):
+    """A write to the run directory failed mid-run (disk full, read-only, I/O error)."""
+
+    exit_code = 3
 
 
 class SandboxError(SynthError):

@@ -281,7 +281,13 @@ class AsyncStage(Stage):
                 if not pending:
                     return
                 done, pending = runner.run(_wait_first(pending))
-                for task in sorted(done, key=id):
+                ordered = sorted(done, key=id)
+                for i, task in enumerate(ordered):
+                    if task.exception() is not None:
+                        # the first failure stops the run: the others that finished with it
+                        # are the same story, retrieved here so asyncio does not log them
+                        for other in ordered[i + 1:]:
+                            other.exception()
                     result = task.result()
                     if result is not None:
                         yield result
@@ -345,13 +351,19 @@ def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupt
     """
     from synth.emit import write_rejects
     from synth.io.formats import OutputConfig, write_dataset
+    from synth.llm.client import RETRYABLE_REASONS
     from synth.report import CARD_FILE, build_report, card_facts
 
     output = output or OutputConfig()
     store = ctx.store
     stats = ctx.stats.to_dict()
     stats["kept"] = store.count_results("kept")
-    stats["rejected"] = store.count_results("rejected")
+    # Records whose request failed for reasons outside it (connection, 5xx, 429, a garbled
+    # body) are not final rejects: a rerun sends them again. Counted apart so that the exit
+    # code and the last line can say the run is incomplete.
+    left = store.count_results("rejected", reasons=RETRYABLE_REASONS)
+    stats["rejected"] = store.count_results("rejected") - left
+    stats["left_to_retry"] = left
     stats["interrupted"] = interrupted
     config = config | {"output": output.as_config()}
     store.write_json("config.json", config)

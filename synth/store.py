@@ -21,16 +21,17 @@ response in flight; a second synth process on the same directory is refused by a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from synth.errors import StoreError
+from synth.errors import StoreError, StoreWriteFailed
 from synth.records import Record
 
 SCHEMA = """
@@ -91,7 +92,10 @@ class RunStore:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create run directory {self.run_dir}: {exc.strerror}") from exc
-        self._lock_fd = os.open(self.run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self._lock_fd = os.open(self.run_dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot use run directory {self.run_dir}: {exc.strerror}") from exc
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -110,6 +114,8 @@ class RunStore:
             raise StoreError(
                 f"{self.run_dir / 'store.sqlite'} is not a usable store: {exc}") from exc
         self.gen = 0
+        #: Set by the first failed write; the LLM client sends nothing more once it is set.
+        self.write_failed: StoreWriteFailed | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -143,10 +149,12 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
     def put_response(self, key: str, model: str, response: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO responses (key, model, response, created_at) VALUES (?,?,?,?)",
-            (key, model, json.dumps(response, ensure_ascii=False), time.time()),
-        )
+        with self._writing():
+            self.db.execute(
+                "INSERT OR REPLACE INTO responses (key, model, response, created_at) "
+                "VALUES (?,?,?,?)",
+                (key, model, json.dumps(response, ensure_ascii=False), time.time()),
+            )
 
     def count_responses(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
@@ -156,12 +164,29 @@ class RunStore:
     def put_result(self, record: Record, status: str, stage: str | None = None,
                    reason: str | None = None) -> None:
         """Record the fate of one record in the current invocation (kept or rejected)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
-             record.to_json()),
-        )
+        with self._writing():
+            self.db.execute(
+                "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
+                 record.to_json()),
+            )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write (disk full, read-only, I/O error) into StoreWriteFailed.
+
+        The error propagates out of the request that hit it, which stops the run at once: no
+        further request is sent, so at most the requests already in flight are paid again by
+        the rerun that resumes it.
+        """
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            self.write_failed = StoreWriteFailed(
+                f"cannot write to {self.run_dir / 'store.sqlite'} ({exc}); free space or fix "
+                "permissions, then rerun the same command to resume")
+            raise self.write_failed from exc
 
     def iter_results(self, status: str, batch: int = 1000) -> Iterator[tuple[str | None,
                                                                           str | None, Record]]:
@@ -190,9 +215,15 @@ class RunStore:
             "WHERE gen = ? AND status = 'kept' ORDER BY j.key", (self.gen,)).fetchall()
         return [r[0] for r in rows]
 
-    def count_results(self, status: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?",
-                                   (self.gen, status)).fetchone()[0])
+    def count_results(self, status: str, reasons: Iterable[str] | None = None) -> int:
+        """Results of the current invocation with ``status`` (and one of ``reasons``)."""
+        sql = "SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?"
+        args: list[Any] = [self.gen, status]
+        if reasons is not None:
+            wanted = sorted(reasons)
+            sql += f" AND reason IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        return int(self.db.execute(sql, args).fetchone()[0])
 
     # -- example memory (synth.generators.memory) -------------------------------------------
     # Rows of gen 0 are cases a user pinned; rows of gen N are invocation N's latest memory.
@@ -257,6 +288,25 @@ class RunStore:
         """Write ``name`` atomically (temp file + rename) so a crash never leaves half a file."""
         path = self.run_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with replacing(tmp):
+            tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+            os.replace(tmp, path)
         return path
+
+
+@contextlib.contextmanager
+def replacing(tmp: Path) -> Iterator[None]:
+    """Remove the temp file ``tmp`` (file or directory) when the block that writes it fails, so
+    a full disk never leaves ``*.tmp`` behind; OSError becomes StoreWriteFailed."""
+    import shutil
+
+    try:
+        yield
+    except OSError as exc:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise StoreWriteFailed(f"cannot write {tmp.with_suffix('')} ({exc.strerror or exc}); "
+                               "free space or fix permissions, then rerun to resume") from exc

@@ -37,12 +37,14 @@ class FakeEndpoint:
         return [line for line in self.log.read_text().splitlines() if line]
 
 
-def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None) -> FakeEndpoint:
+def start_fake(tmp: Path, delay: float = 0.0, api_key: str | None = None, port: int = 0,
+               garbage_every: int = 0) -> FakeEndpoint:
     stamp = time.monotonic_ns()
     port_file = tmp / f"port-{stamp}"
     log = tmp / f"fake-requests-{stamp}.log"  # one log per server: tests count each one's
     cmd = [sys.executable, str(TESTS / "fake_openai.py"), "--port-file", str(port_file),
-           "--delay", str(delay), "--log", str(log)]
+           "--delay", str(delay), "--log", str(log), "--port", str(port),
+           "--garbage-every", str(garbage_every)]
     if api_key:
         cmd += ["--api-key", api_key]
     proc = subprocess.Popen(cmd)
@@ -60,14 +62,16 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeEndpoint]]:
     """Factory for fake endpoint processes; all are stopped after the test."""
     started: list[FakeEndpoint] = []
 
-    def make(delay: float = 0.0, api_key: str | None = None) -> FakeEndpoint:
-        endpoint = start_fake(tmp_path, delay, api_key)
+    def make(delay: float = 0.0, api_key: str | None = None, port: int = 0,
+             garbage_every: int = 0) -> FakeEndpoint:
+        endpoint = start_fake(tmp_path, delay, api_key, port, garbage_every)
         started.append(endpoint)
         return endpoint
 
     yield make
     for endpoint in started:
-        endpoint.proc.terminate()
+        if endpoint.proc.poll() is None:
+            endpoint.proc.terminate()
         endpoint.proc.wait(timeout=10)
 
 

@@ -4,7 +4,8 @@ Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a deterministi
 from the request (a codegen sample, or an accepting verdict for discriminator prompts),
 optionally after ``--delay`` seconds, and appends one line per completion request to ``--log``
 (the sha256 of the request body) so tests can count what the endpoint saw. ``--api-key`` makes
-it answer 401 to any other key.
+it answer 401 to any other key. ``--garbage-every N`` answers a garbled 200 body (truncated JSON,
+as a broken proxy sends) the first time it sees about one request body in N.
 
 Run: ``python tests/fake_openai.py --port 0 --port-file P`` (the bound port is written to P).
 """
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,18 @@ def reply_for(body: dict[str, Any]) -> str:
     return f"[Problem Description]\n{problem}\n\n[Solution]\n{solution}\n"
 
 
+GARBAGE = b'{"choices": [ {"mess'
+
+
 class FakeServer:
-    def __init__(self, delay: float, log: Path | None, api_key: str | None) -> None:
+    def __init__(self, delay: float, log: Path | None, api_key: str | None,
+                 garbage_every: int = 0, crash: bool = False) -> None:
+        self.crash = crash
         self.delay = delay
         self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
         self.api_key = api_key
+        self.garbage_every = garbage_every
+        self.garbled: set[str] = set()
         self.created = 1_700_000_000
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -71,7 +80,7 @@ class FakeServer:
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
                 status, payload = await self.route(method, path, headers, raw)
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 writer.write(
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(data)}\r\n\r\n".encode() + data)
@@ -82,7 +91,7 @@ class FakeServer:
             writer.close()
 
     async def route(self, method: str, path: str, headers: dict[str, str],
-                    raw: bytes) -> tuple[int, dict[str, Any]]:
+                    raw: bytes) -> tuple[int, dict[str, Any] | bytes]:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "Incorrect API key provided", "type": "auth"}}
         if method == "GET" and path.endswith("/models"):
@@ -91,8 +100,15 @@ class FakeServer:
             body = json.loads(raw)
             if body.get("model") != MODEL:
                 return 404, {"error": {"message": f"model {body.get('model')} not found"}}
+            if self.crash:  # a llama.cpp build that faults on its first matrix product
+                os.kill(os.getpid(), signal.SIGSEGV)
+            digest = hashlib.sha256(raw).hexdigest()
             if self.log is not None:
-                self.log.write(hashlib.sha256(raw).hexdigest() + "\n")
+                self.log.write(digest + "\n")
+            if (self.garbage_every and int(digest[:8], 16) % self.garbage_every == 0
+                    and digest not in self.garbled):
+                self.garbled.add(digest)
+                return 200, GARBAGE
             if self.delay:
                 await asyncio.sleep(self.delay)
             text = reply_for(body)
@@ -107,8 +123,8 @@ class FakeServer:
 
 
 async def serve(port: int, port_file: Path | None, delay: float, log: Path | None,
-                api_key: str | None) -> None:
-    fake = FakeServer(delay, log, api_key)
+                api_key: str | None, garbage_every: int = 0, crash: bool = False) -> None:
+    fake = FakeServer(delay, log, api_key, garbage_every, crash)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     if port_file is not None:
@@ -126,9 +142,12 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--log", type=Path)
     ap.add_argument("--api-key")
+    ap.add_argument("--garbage-every", type=int, default=0)
+    ap.add_argument("--crash-on-completion", action="store_true")
     args = ap.parse_args()
     try:
-        asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key))
+        asyncio.run(serve(args.port, args.port_file, args.delay, args.log, args.api_key,
+                          args.garbage_every, args.crash_on_completion))
     except KeyboardInterrupt:
         pass
 

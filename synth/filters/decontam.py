@@ -218,21 +218,21 @@ def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark
     with RunStore(Path(run_dir)) as store:
         store.begin("decontam")
         ctx = RunContext(store, progress)
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             run_stages(read_records(Path(input_path)), stages, ctx)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # also SIGTERM (cli.Terminated)
+            interrupted = exc
         finally:
             summary = _summary(ctx.stats.to_dict(), stages, config)
             summary["kept"] = store.count_results("kept")
             # Written before the outputs: the card's decontamination section is read from it.
             store.write_json("decontam.json", summary)
-            write_outputs(ctx, config, "synth decontaminated dataset", interrupted,
-                          output=output)
+            write_outputs(ctx, config, "synth decontaminated dataset",
+                          interrupted is not None, output=output)
             ctx.close()
-        if interrupted:
-            raise KeyboardInterrupt
+        if interrupted is not None:
+            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
     return summary
 
 

@@ -76,16 +76,17 @@ def run_filters(run_dir: Path, source: Path | None, command: str,
         config |= as_dict(score)
         if box is not None:
             config |= as_dict(box.config) | {"sandbox_mode": box.mode}
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         try:
             run_stages(_records(records), stages, ctx, len(records))
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # also SIGTERM (cli.Terminated)
+            interrupted = exc
             log.warning("interrupted: writing what finished so far")
         finally:
-            stats = write_outputs(ctx, config, f"synth {command}", interrupted, output=output)
-        if interrupted:
-            raise KeyboardInterrupt
+            stats = write_outputs(ctx, config, f"synth {command}", interrupted is not None,
+                                  output=output)
+        if interrupted is not None:
+            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
         return stats
 
 

@@ -134,22 +134,24 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                                   first_dialect="json_object" if embedded else "json_schema",
                                   memory=memory, discriminate=gen.discriminator,
                                   max_rounds=gen.max_rounds, seed=gen.seed)
-                interrupted = finished = False
+                interrupted: KeyboardInterrupt | None = None
+                finished = False
                 try:
                     run_stages(records, license_stages(output) + [stage], ctx, total)
                     finished = True
-                except KeyboardInterrupt:
-                    interrupted = True
+                except KeyboardInterrupt as exc:  # also SIGTERM (cli.Terminated)
+                    interrupted = exc
                     log.warning("interrupted: writing what finished so far")
                 finally:
                     memory.close(complete=finished)
                     config["answer_dialect"] = stage.dialects()
                     sections = [loop_card_section(stage.counters)] if gen.discriminator else []
-                    stats = write_outputs(ctx, config, f"synth {gen.task} dataset", interrupted,
-                                          sections, description=_description(tasks, mix),
+                    stats = write_outputs(ctx, config, f"synth {gen.task} dataset",
+                                          interrupted is not None, sections,
+                                          description=_description(tasks, mix),
                                           output=output)
-                if interrupted:
-                    raise KeyboardInterrupt
+                if interrupted is not None:
+                    raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
                 return stats
             finally:
                 ctx.loop.run(client.aclose())

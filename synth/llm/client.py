@@ -1,8 +1,10 @@
 """The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
 
-Every call goes ``cache → rate limiter → semaphore → HTTP (with retries) → cache write``. The
-response is journaled in the run store *before* the caller sees it, so a crash after the reply
-arrived never pays for it twice, and a rerun of the same command sends only what is not cached.
+Every call goes ``cache → health gate → rate limiter → semaphore → HTTP (with retries) → cache
+write``. The response is journaled in the run store *before* the caller sees it, so a crash after
+the reply arrived never pays for it twice, and a rerun of the same command sends only what is not
+cached. The health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down
+instead of letting every record burn its retries, and stops the run after ``--max-outage``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from tenacity import (
 )
 
 from synth.config import LLMConfig, api_key
-from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
+from synth.errors import (
+    AuthenticationFailed,
+    EndpointUnreachable,
+    LLMError,
+    ModelNotFound,
+    StoreWriteFailed,
+)
+from synth.llm.health import gate_for
 from synth.llm.ratelimit import TokenBucket, count_tokens
 from synth.store import RunStore
 
@@ -85,10 +94,21 @@ class Completion:
                    logprobs=data.get("logprobs"), cached=True, key=key)
 
 
+#: Reject reasons of requests that failed for reasons outside the request itself (connection,
+#: timeout, 429, 5xx, a garbled body): the record is left to retry, and a rerun sends it again.
+RETRYABLE_REASONS = frozenset({"llm_error", "llm_malformed"})
+
+
+class MalformedReply(Exception):
+    """A 2xx answer whose body is not the JSON of a chat completion (a proxy's truncated body,
+    a server bug). Retried like a 5xx."""
+
+
 class LLMRequestFailed(Exception):
     """One request could not be answered; the record is rejected with ``reason``.
 
-    Not a SynthError: it ends one record, not the run.
+    Not a SynthError: it ends one record, not the run. ``reason`` in
+    :data:`RETRYABLE_REASONS` means the record is left to retry rather than rejected for good.
     """
 
     def __init__(self, reason: str, detail: str, status: int | None = None) -> None:
@@ -122,7 +142,19 @@ def _retryable(exc: BaseException) -> bool:
         return False
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError)
+    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError | MalformedReply
+                      | httpx.TransportError)
+
+
+def _outage_signal(exc: BaseException) -> bool:
+    """A failure that says the endpoint itself is down or broken (counts toward the breaker):
+    no connection, a timeout, a 5xx. A 429 is the endpoint working as designed."""
+    if _invalid_request(exc):
+        return False
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError
+                      | httpx.TransportError)
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -175,6 +207,7 @@ class LLMClient:
         self._sem = asyncio.Semaphore(config.concurrency)
         self._rpm = TokenBucket(config.rpm) if config.rpm else None
         self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.gate = gate_for(base_url, config.max_outage_s)
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -232,15 +265,27 @@ class LLMClient:
         if self._tpm is not None:
             prompt = "\n".join(m.get("content", "") for m in messages)
             await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
-        async with self._sem:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            started = time.monotonic()
-            try:
-                completion = await self._send_with_retries(messages, params)
-            finally:
-                self.in_flight -= 1
-                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+        while True:
+            await self.gate.admit()
+            epoch = self.gate.epoch
+            async with self._sem:
+                if self.store.write_failed is not None:  # a full disk: pay for nothing more
+                    raise StoreWriteFailed(str(self.store.write_failed))
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                started = time.monotonic()
+                try:
+                    completion = await self._send_with_retries(messages, params)
+                    break
+                except LLMRequestFailed as exc:
+                    # The endpoint went down while this request was being tried: it did not
+                    # fail on its own merits, so wait for the endpoint and send it again.
+                    if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
+                        raise
+                    self.stats["outage_resends"] += 1
+                finally:
+                    self.in_flight -= 1
+                    self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
         completion.key = key
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
@@ -256,6 +301,12 @@ class LLMClient:
                                           max=self.config.backoff_max_s)
         return float(backoff(state))
 
+    def _should_retry(self, exc: BaseException) -> bool:
+        if _outage_signal(exc):
+            self.gate.failure(f"{exc.__class__.__name__}: {_message(exc)[:120]}")
+        # Once the gate has closed, retrying only burns attempts: complete() waits instead.
+        return _retryable(exc) and self.gate.is_open
+
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats["retries"] += 1
         exc = state.outcome.exception() if state.outcome else None
@@ -266,20 +317,25 @@ class LLMClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(self._should_retry),
             before_sleep=self._before_sleep,
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send(messages, params)
+                    completion = await self._send(messages, params)
+                    self.gate.success()
+                    return completion
         except openai.AuthenticationError as exc:
             raise AuthenticationFailed(
                 f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY") from exc
         except openai.NotFoundError as exc:
             raise ModelNotFound(
                 f"{self.base_url} answered 404 for model {self.model!r}: {_message(exc)}") from exc
+        except MalformedReply as exc:
+            self.stats["failed_requests"] += 1
+            raise LLMRequestFailed("llm_malformed", str(exc)) from exc
         except (openai.APIError, httpx.HTTPError) as exc:
             if _invalid_request(exc):
                 raise LLMRequestFailed("llm_bad_request", _message(exc),
@@ -292,10 +348,18 @@ class LLMClient:
 
     async def _send(self, messages: list[Message], params: SamplingParams) -> Completion:
         self.stats["requests"] += 1
-        resp = await self._client.chat.completions.create(
-            model=self.model, messages=messages,  # type: ignore[arg-type]
-            **params.to_request(),
-        )
+        try:
+            resp = await self._client.chat.completions.create(
+                model=self.model, messages=messages,  # type: ignore[arg-type]
+                **params.to_request(),
+            )
+        except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError
+            self.stats["malformed_replies"] += 1
+            raise MalformedReply(f"the endpoint's reply is not a chat completion: "
+                                 f"{exc.__class__.__name__}: {str(exc)[:200]}") from exc
+        if not isinstance(getattr(resp, "choices", None), list):
+            self.stats["malformed_replies"] += 1
+            raise MalformedReply(f"the endpoint's reply has no choices list: {str(resp)[:200]}")
         if not resp.choices:
             raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
         choice = resp.choices[0]

@@ -2,7 +2,8 @@
 
 ``Sandbox(config).run(program)`` executes a :class:`Program` (files + argv) in a fresh box and
 returns an :class:`ExecResult` whose status is one of :class:`ExecStatus`. See ``runner`` for the
-isolation and ``_init`` for what happens inside a box.
+isolation, ``_init`` for what happens inside a box (and the zygote that forks boxes), and
+``languages`` for solutions with tests in every language (``test_program``, ``runtime``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from synth.sandbox.runner import (
     ExecStatus,
     Program,
     Sandbox,
+    TestVerdict,
     classify,
     detect_isolation,
     python_program,
 )
 
-__all__ = ["ExecResult", "ExecStatus", "Program", "Sandbox", "classify", "detect_isolation",
-           "python_program"]
+__all__ = ["ExecResult", "ExecStatus", "Program", "Sandbox", "TestVerdict", "classify",
+           "detect_isolation", "python_program"]

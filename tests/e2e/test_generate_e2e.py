@@ -76,3 +76,41 @@ def test_serve_dies_with_synth_even_on_sigkill(tmp_path: Path) -> None:
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not port_open(port), "the llama.cpp server outlived a SIGKILLed synth"
+
+
+def test_embedded_server_killed_mid_run_is_restarted_and_the_run_completes(
+        tmp_path: Path) -> None:
+    seeds_dir = tmp_path / "seeds"
+    src = Path(__file__).parents[2] / "synth" / "llm"
+    subprocess.run([sys.executable, "-m", "synth", "seeds", "extract", str(src), "--run-dir",
+                    str(seeds_dir)], check=True, env=ENV, capture_output=True)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth", "generate", "--task", "codegen", "--num", "8",
+         "--max-tokens", "128", "--concurrency", "2", "--seeds", str(seeds_dir / "seeds.jsonl"),
+         "--run-dir", str(run), "--no-discriminator"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    pid_file = run / "server.pid"
+    # kill it once it has answered at least one request of the run
+    while not (pid_file.exists() and (run / "store.sqlite").exists()
+               and _cached_responses(run) >= 1):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    assert "restarting it (1/3)" in err
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["kept"] + stats["rejected"] == 8 and stats["left_to_retry"] == 0
+
+
+def _cached_responses(run: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{run / 'store.sqlite'}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0

@@ -199,3 +199,52 @@ def _cmdline(p: Path) -> str:
         return (p / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+@isolated
+def test_the_zygote_holds_no_secret_and_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zygote's environment is built from scratch, and a box sees only its own PIDs: its
+    supervisor (PID 1, not dumpable) and the program; attaching to PID 1 is refused."""
+    secret = f"sk-zygote-{time.time_ns()}"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+            "print(pids)\nprint('attach', libc.ptrace(16, 1, 0, 0), ctypes.get_errno())\n"
+            "try:\n    print(open('/proc/1/environ', 'rb').read())\n"
+            "except OSError as exc:\n    print('environ refused', exc.errno)\n")
+    with Sandbox(SandboxConfig(timeout_s=10, parallel=1)) as box:
+        result = box.run_sync(python_program(code))
+        assert box._zygote is not None and box._zygote.proc is not None
+        unshare_pid = box._zygote.proc.pid
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+        for pid in [unshare_pid, *map(int, children)]:
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+    assert result.status == ExecStatus.PASSED, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[1, 2]"
+    assert lines[1].startswith("attach -1 ")
+    assert secret not in result.stdout
+
+
+@isolated
+def test_compile_step_runs_in_the_box_and_its_failure_is_classified(box: Sandbox) -> None:
+    ok, bad, slow = box.run_many([
+        Program({"a.sh": "echo hi"}, ("bash", "a.sh"), compile=("bash", "-n", "a.sh")),
+        Program({"a.sh": "echo $("}, ("bash", "a.sh"), compile=("bash", "-n", "a.sh")),
+        Program({"a.sh": "echo hi"}, ("bash", "a.sh"), compile=("sleep", "30"),
+                compile_timeout_s=0.5),
+    ])
+    assert ok.status == ExecStatus.PASSED and ok.stdout == "hi\n" and ok.stderr == ""
+    assert bad.status == ExecStatus.COMPILE_ERROR and "a.sh" in bad.message
+    assert slow.status == ExecStatus.TIMEOUT and slow.reason.startswith("compile:")
+
+
+def test_one_shot_and_zygote_paths_agree() -> None:
+    if runner.detect_isolation()[0] is None:
+        pytest.skip("no namespace isolation on this machine")
+    programs = [python_program("print('ok')"), python_program("assert 0, 'no'"),
+                python_program("import time; time.sleep(30)", timeout_s=0.5)]
+    for zygote in (False, True):
+        with Sandbox(SandboxConfig(timeout_s=5, parallel=3), _use_zygote=zygote) as box:
+            statuses = [r.status for r in box.run_many(programs)]
+        assert statuses == [ExecStatus.PASSED, ExecStatus.FAILED, ExecStatus.TIMEOUT]
