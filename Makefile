@@ -1,5 +1,6 @@
 # Two entry points, each doing all of the set-up it needs on a fresh machine:
-#   make run    set up, then `synth generate --task codegen` on the embedded defaults
+#   make run    set up, then `synth run examples/demo.toml`: seeds -> coreset -> generate ->
+#               score -> decontam -> select -> dataset, on the embedded defaults
 #   make test   set up, then lint + type-check + the whole test suite (CI runs this)
 
 PYTHON ?= python3
@@ -58,7 +59,7 @@ rebuild-llama:
 	$(MAKE) llama
 
 run: setup
-	$(VENV)/bin/synth generate --task codegen --num $(NUM) --run-dir $(RUN)
+	$(VENV)/bin/synth run examples/demo.toml --num $(NUM) --run-dir $(RUN)
 	@$(PY) -c "import json,sys; s=json.load(open('$(RUN)/stats.json')); \
 		sys.exit(0) if s['kept'] > 0 else sys.exit('make run: the demo produced no row ' \
 		'(see $(RUN)/rejects.jsonl and $(RUN)/server.log)')"

@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 import openai  # noqa: E402
 
 from synth.generators.codegen import CodegenTask  # noqa: E402
+from synth.io.seeds import read_seeds  # noqa: E402
 from synth.llm.server import EmbeddedServer  # noqa: E402
 from synth.prompts import Prompts  # noqa: E402
-from synth.seeds.extract import read_seeds, sample_seeds  # noqa: E402
+from synth.seeds.extract import sample_seeds  # noqa: E402
 
 
 async def anchor(base_url: str, model: str, prompts: list[list[dict[str, str]]],

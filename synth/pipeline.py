@@ -9,6 +9,7 @@ decide (the shape of datatrove's filters).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
@@ -17,10 +18,11 @@ from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synth.records import Record
-from synth.store import RunStore
+from synth.store import RunStore, write_json
 
 log = logging.getLogger("synth")
 
@@ -141,6 +143,45 @@ class BarProgress(Progress):
         self._bar.stop()
 
 
+@contextlib.contextmanager
+def step_progress(label: str) -> Iterator[tuple[Callable[[int, int], None],
+                                                Callable[[int, float], None]]]:
+    """``(on_embed(done, total), on_pick(i, radius))`` callbacks for steps that are not record
+    streams (embedding, coreset picks): a rich bar on a terminal, log lines otherwise."""
+    bar: Any = None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        bar = RichProgress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                           transient=True)
+    tasks: dict[str, Any] = {}
+
+    def on_embed(done: int, total: int) -> None:
+        if bar is None:
+            log.info("embedded %d/%d seeds", done, total)
+            return
+        if "embed" not in tasks:
+            tasks["embed"] = bar.add_task("embed", total=total, info="embedding")
+        bar.update(tasks["embed"], completed=done)
+
+    def on_pick(i: int, radius: float) -> None:
+        if bar is None:
+            return
+        if "pick" not in tasks:
+            tasks["pick"] = bar.add_task("pick", total=None, info="")
+        bar.update(tasks["pick"], completed=i, info=f"coreset radius {radius:.4f}")
+
+    if bar is not None:
+        bar.start()
+    try:
+        yield on_embed, on_pick
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
 def default_progress() -> Progress:
     """A bar on a terminal, log lines otherwise."""
     return BarProgress() if sys.stderr.isatty() else LogProgress()
@@ -181,6 +222,10 @@ class Stage(ABC):
 
     name: str = "stage"
     needs_all: bool = False
+    # Fields this stage needs on its input records and fields it adds (Record attributes,
+    # ``scores.NAME``, meta keys); the Job checks a chain with them before it runs.
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._ctx: RunContext | None = None
@@ -314,11 +359,13 @@ def _counted(records: Iterable[Record], bump: Callable[[], None]) -> Iterator[Re
 
 
 def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
-               total: int | None = None) -> int:
-    """Pull every record through ``stages`` and store the survivors as kept.
+               total: int | None = None, put: Callable[[Record], None] | None = None) -> int:
+    """Pull every record through ``stages`` and hand each survivor to ``put``.
 
-    Returns the number of records kept. Interruptions (Ctrl-C) propagate after everything that
-    finished has been stored; nothing already produced is lost.
+    ``put`` defaults to storing the record as kept in the run store. Returns the number of
+    records kept. Interruptions (Ctrl-C) propagate after everything that finished has been
+    stored; nothing already produced is lost. Use :class:`synth.job.Job` to run a chain: it
+    checks it first and writes the outputs.
     """
     stream: Iterable[Record] = source
     for stage in stages:
@@ -330,7 +377,10 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
     ctx.progress.start(total)
     try:
         for record in stream:
-            ctx.store.put_result(record, "kept")
+            if put is None:
+                ctx.store.put_result(record, "kept")
+            else:
+                put(record)
             kept += 1
             ctx.progress.advance(ctx.stats)
     finally:
@@ -340,17 +390,18 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
 
 def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
                   card_sections: list[str] | None = None,
-                  description: str | None = None, output: Any = None) -> dict[str, Any]:
-    """Write the run directory's outputs from the store: dataset, rejects, stats, config.
+                  description: str | None = None, out_dir: Path | None = None,
+                  output: Any = None) -> dict[str, Any]:
+    """Write the outputs from the store: dataset, rejects, stats, config, card and plots.
 
-    Called at the end of every run, also after Ctrl-C or an error, so everything that finished
-    is on disk. ``output`` (a :class:`synth.io.formats.OutputConfig`) says the row and file
-    format. The card and its plots are built last, from the run directory alone
-    (:func:`synth.report.build_report`, what ``synth report`` reruns). Returns the stats
-    written to ``stats.json``.
+    They go to ``out_dir`` (default: the run directory). ``output`` (a
+    :class:`synth.io.formats.OutputConfig`) says the row and file format. The card and its
+    plots are built last, from the output directory alone (:func:`synth.report.build_report`,
+    what ``synth report`` reruns). Called at the end of every run, also after Ctrl-C or an
+    error, so everything that finished is on disk. Returns the stats written to ``stats.json``.
     """
-    from synth.emit import write_rejects
-    from synth.io.formats import OutputConfig, write_dataset
+    from synth.io.dataset import write_dataset, write_rejects
+    from synth.io.formats import OutputConfig
     from synth.llm.client import RETRYABLE_REASONS
     from synth.report import CARD_FILE, build_report, card_facts
 
@@ -365,14 +416,15 @@ def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupt
     stats["rejected"] = store.count_results("rejected") - left
     stats["left_to_retry"] = left
     stats["interrupted"] = interrupted
+    out = out_dir or store.run_dir
     config = config | {"output": output.as_config()}
-    store.write_json("config.json", config)
-    store.write_json(CARD_FILE, card_facts(config, title, description, card_sections))
-    write_dataset((rec for _, _, rec in store.iter_results("kept")), store.run_dir / "dataset",
-                  output, store.score_names())
-    write_rejects(store, store.run_dir / "rejects.jsonl")
-    store.write_json("stats.json", stats)
-    build_report(store.run_dir)
+    write_json(out / "config.json", config)
+    write_json(out / CARD_FILE, card_facts(config, title, description, card_sections))
+    write_dataset((rec for _, _, rec in store.iter_results("kept")), out / "dataset",
+                  None, store.score_names(), output=output)
+    write_rejects(store, out / "rejects.jsonl")
+    write_json(out / "stats.json", stats)
+    build_report(out)
     return stats
 
 

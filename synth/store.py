@@ -6,7 +6,7 @@ Layout of a run directory::
       store.sqlite     request cache (every LLM response, written before it is used) and the
                        state of every record (kept / rejected), so a rerun resumes
       seeds.jsonl      seeds with provenance (written by ``synth seeds extract``)
-      dataset/         the dataset (parquet + jsonl + README card), written by synth.emit
+      dataset/         the dataset (parquet + jsonl + README card), written by synth.io.dataset
       rejects.jsonl    dropped records with stage, reason and raw LLM text
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
@@ -285,13 +285,18 @@ class RunStore:
     # -- small files -----------------------------------------------------------------------
 
     def write_json(self, name: str, data: Any) -> Path:
-        """Write ``name`` atomically (temp file + rename) so a crash never leaves half a file."""
-        path = self.run_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with replacing(tmp):
-            tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-            os.replace(tmp, path)
-        return path
+        """Write RUN/``name`` atomically (see :func:`write_json`)."""
+        return write_json(self.run_dir / name, data)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``path`` atomically (temp file + rename) so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with replacing(tmp):
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    return path
 
 
 @contextlib.contextmanager

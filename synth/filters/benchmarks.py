@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synth.datafiles import iter_rows
 from synth.errors import ConfigError, InputError
+from synth.io.rows import iter_rows
 
 PROMPT_KEYS = ("prompt", "question", "text", "problem", "instruction", "complete_prompt")
 SOLUTION_KEYS = ("canonical_solution", "solution", "code", "answer", "reference_code")

@@ -21,7 +21,6 @@ drop; the runner sends those to ``rejects.jsonl`` with reason ``exact:NAME`` / `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from synth.errors import ConfigError
 from synth.filters.benchmarks import Benchmark
 from synth.filters.fields import SAMPLE_FIELDS, check_record_fields, record_text
 from synth.filters.ngrams import DEFAULT_SIZES, NgramIndex, parse_sizes, word_ngrams
-from synth.pipeline import Filter, Progress, RunContext, Stage, run_stages, write_outputs
+from synth.pipeline import Filter, Stage
 from synth.records import Record
 
 # Benchmark strings too generic to mean contamination (Magicoder's HUMAN_EVAL_STRINGS_OK, with
@@ -177,67 +176,9 @@ class NgramDecontam(Filter):
                 "shared_ngrams": [" ".join(g) for g in shared[:self.max_shown]]}
 
 
-def run_decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Benchmark], *,
-                 methods: Sequence[str] = ("exact", "ngram"), threshold: float = 0.05,
-                 sizes: Sequence[int] = DEFAULT_SIZES,
-                 train_fields: Sequence[str] = SAMPLE_FIELDS,
-                 test_fields: Sequence[str] | None = None,
-                 string_fields: Sequence[str] | None = None,
-                 allow: Sequence[str] = DEFAULT_ALLOW,
-                 progress: Progress | None = None, output: Any = None) -> dict[str, Any]:
-    """``synth decontam``: filter an instruction dataset into a run directory.
-
-    Reads ``input_path`` (anything :func:`synth.datafiles.read_records` reads); writes the kept
-    records to ``RUN/dataset`` (parquet + jsonl + card with a decontamination section), dropped
-    ones with their evidence to ``RUN/rejects.jsonl``, counts to ``RUN/stats.json`` and the
-    summary (also returned) to ``RUN/decontam.json``. Outputs are written also when interrupted.
-    """
-    from synth.datafiles import read_records
-    from synth.store import RunStore
-
-    unknown = sorted(set(methods) - {"exact", "ngram"})
-    if unknown or not methods:
-        raise ConfigError(f"--method takes exact and/or ngram, got {','.join(methods)!r}")
-    from synth.filters.licenses import license_stages
-
-    stages: list[Stage] = license_stages(output)
-    if "exact" in methods:
-        stages.append(ExactDecontam(benchmarks, fields=string_fields,
-                                    train_fields=train_fields, allow=allow))
-    if "ngram" in methods:
-        stages.append(NgramDecontam(benchmarks, threshold=threshold, sizes=sizes,
-                                    test_fields=test_fields, train_fields=train_fields))
-    config: dict[str, Any] = {
-        "input": str(input_path), "run_dir": str(run_dir), "methods": list(methods),
-        "benchmarks": [{"name": b.name, "items": len(b.items), "source": b.source}
-                       for b in benchmarks],
-        "threshold": threshold, "ngram_sizes": list(parse_sizes(sizes)),
-        "train_fields": list(train_fields), "test_fields": list(test_fields or []) or None,
-        "string_fields": list(string_fields or []) or None, "allow": list(allow),
-    }
-    with RunStore(Path(run_dir)) as store:
-        store.begin("decontam")
-        ctx = RunContext(store, progress)
-        interrupted: KeyboardInterrupt | None = None
-        try:
-            run_stages(read_records(Path(input_path)), stages, ctx)
-        except KeyboardInterrupt as exc:  # also SIGTERM (cli.Terminated)
-            interrupted = exc
-        finally:
-            summary = _summary(ctx.stats.to_dict(), stages, config)
-            summary["kept"] = store.count_results("kept")
-            # Written before the outputs: the card's decontamination section is read from it.
-            store.write_json("decontam.json", summary)
-            write_outputs(ctx, config, "synth decontaminated dataset",
-                          interrupted is not None, output=output)
-            ctx.close()
-        if interrupted is not None:
-            raise interrupted  # the same one: 130 for Ctrl-C, 143 for SIGTERM
-    return summary
-
-
-def _summary(stats: dict[str, Any], stages: Sequence[Stage],
+def summary(stats: dict[str, Any], stages: Sequence[Stage],
              config: dict[str, Any]) -> dict[str, Any]:
+    """What decontamination did: records in, kept, dropped per reason, plus ``config``."""
     dropped: dict[str, int] = {}
     for st in stats["stages"].values():
         for reason, n in st["rejected"].items():

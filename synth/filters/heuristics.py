@@ -111,6 +111,8 @@ class HeuristicScores(Stage):
     """Adds the heuristic scores to every record; drops nothing."""
 
     name = "heuristics"
+    writes = ("scores.instruction_len", "scores.response_len", "scores.code_blocks",
+              "scores.ast_complexity")
 
     def run(self, records: Iterator[Record]) -> Iterator[Record]:
         for record in records:

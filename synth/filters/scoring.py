@@ -114,6 +114,7 @@ class DeitaScores(AsyncStage):
         self.client = client
         self.prompts = prompts
         self.which = list(which)
+        self.writes = tuple(f"scores.{k}" for k in self.which) + ("score_methods",)
         self.params = SamplingParams(temperature=0.0, max_tokens=max_tokens, logprobs=True,
                                      top_logprobs=top_logprobs)
         self.template_hashes = {k: prompts.template_hash(TEMPLATES[k]) for k in self.which}

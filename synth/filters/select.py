@@ -56,6 +56,11 @@ class DiversitySelect(Stage):
                  cache: EmbeddingCache | None = None) -> None:
         super().__init__()
         self.config = config
+        # Explicit score keys must exist before selection runs; defaults are chosen from the
+        # records (complexity if present, else ast_complexity).
+        self.reads = tuple(f"scores.{k}" for k in (config.complexity_key, config.quality_key)
+                           if k)
+        self.writes = ("scores.fused", "select_rank")
         self.embedder = embedder
         self.cache = cache
 

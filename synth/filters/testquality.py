@@ -216,6 +216,7 @@ class TestQuality(AsyncStage):
         self.test_timeout_s = test_timeout_s
         self.params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
         self.template_hash = prompts.template_hash(TEMPLATE)
+        self.writes = ("scores.test_quality", "unit_tests")
 
     def _nan(self, record: Record, reason: str) -> Record:
         record.scores["test_quality"] = math.nan

@@ -59,7 +59,7 @@ def compute_tli(records: Iterable[Record], bench: Benchmark, *,
     """XCoder's TLI of ``records`` against ``bench``, in one pass over the records.
 
     Args:
-        records: the training data (read with :func:`synth.datafiles.read_records`).
+        records: the training data (read with :func:`synth.io.rows.read_records`).
         bench: the benchmark (test side).
         test_fields: benchmark fields compared (default: the benchmark's prompt).
         train_fields: record fields compared (default: the user side, instruction + input).

@@ -2,7 +2,7 @@
 2023).
 
 Reads an existing instruction dataset (jsonl / parquet / ``datasets`` directory, through
-:func:`synth.datafiles.read_records`; synth's own ``dataset/`` works too, so outputs can be
+:func:`synth.io.rows.read_records`; synth's own ``dataset/`` works too, so outputs can be
 evolved again). Each record draws one evolution method, seeded by ``--seed`` and its id, and the
 generator rewrites the instruction into a harder one and solves it. An "evolution" that leaves
 the instruction unchanged is rejected before any discriminator call (WizardLM's elimination of

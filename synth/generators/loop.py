@@ -156,6 +156,9 @@ class TaskStage(AsyncStage):
         self.tasks = {tasks.name: tasks} if isinstance(tasks, Task) else dict(tasks)
         label = next(iter(self.tasks)) if len(self.tasks) == 1 else "mix"
         self.name = f"generate:{label}"
+        self.reads = ("seed",)
+        self.writes = ("instruction", "input", "response", "model", "template",
+                       "template_hash", "rounds", "verdict")
         self.client = client
         self.prompts = prompts
         self.params = params

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.datafiles import read_records
 from synth.errors import ConfigError, InputError
 from synth.generators.base import NO_EXAMPLES, Examples, Task
+from synth.io.rows import read_records
 from synth.records import Record, content_id
 from synth.store import RunStore
 

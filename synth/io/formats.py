@@ -14,23 +14,17 @@ Three row formats (``--format``):
 
 Three file formats (``--output-format``): ``parquet`` (default; plus ``jsonl/train.jsonl`` for
 tools without Arrow), ``jsonl``, and ``arrow`` (``Dataset.save_to_disk``, read back with
-``datasets.load_from_disk``). Data files are named after a hash of their rows because
-``datasets`` caches a local directory by its name and file patterns, not by content.
+``datasets.load_from_disk``). :func:`synth.io.dataset.write_dataset` writes them; this module
+says what the formats are and reads any of them back (:func:`read_table`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError
-from synth.records import Record
 
 ROW_FORMATS = ("raw", "alpaca", "messages")
 FILE_FORMATS = ("parquet", "jsonl", "arrow")
@@ -104,142 +98,20 @@ def convert(row: dict[str, Any], fmt: str, system: str = "") -> dict[str, Any]:
     raise ConfigError(f"unknown row format {fmt!r}")
 
 
-def schema(fmt: str, score_names: list[str]) -> Any:
-    """The Arrow schema of rows in ``fmt`` (fixed, so empty and NULL-only columns keep types)."""
+def format_schema(fmt: str, raw: Any) -> Any:
+    """The Arrow schema of rows in ``fmt``, from the raw rows' schema ``raw``
+    (:func:`synth.io.schema.arrow_schema`): fixed, so empty and NULL-only columns keep types."""
     import pyarrow as pa
 
-    from synth.emit import _schema
-
-    raw = _schema(score_names)
-    fields = list(raw)
-    at = fields.index(raw.field("template_hash")) + 1
-    fields.insert(at, pa.field("license", pa.string()))
     if fmt == "raw":
-        return pa.schema(fields)
-    rest = [f for f in fields if f.name not in ("instruction", "input", "response")]
+        return raw
+    rest = [f for f in raw if f.name not in ("instruction", "input", "response")]
     if fmt == "alpaca":
         head = [pa.field("instruction", pa.string()), pa.field("input", pa.string()),
                 pa.field("output", pa.string())]
         return pa.schema(head + rest)
     turn = pa.struct([("role", pa.string()), ("content", pa.string())])
     return pa.schema([pa.field("messages", pa.list_(turn))] + rest)
-
-
-def raw_row(record: Record, score_names: list[str]) -> dict[str, Any]:
-    """synth's row of ``record`` with its ``license`` column (``unknown`` when not read)."""
-    from synth.emit import to_row
-    from synth.seeds.licenses import record_license
-
-    row = to_row(record, score_names)
-    # A synth dataset read back (score/select/filter/decontam on RUN/dataset) has these
-    # columns in meta['extra']: carry them through instead of writing nulls.
-    extra = record.meta.get("extra") or {}
-    for key in ("model", "template", "template_hash"):
-        if row.get(key) is None and isinstance(extra.get(key), str):
-            row[key] = extra[key]
-    # The row schema is fixed: keep the licence as its own column next to the provenance.
-    row["license"] = record_license(record)
-    return row
-
-
-def write_dataset(records: Iterable[Record], out_dir: Path, output: OutputConfig,
-                  score_names: list[str] | None = None, batch_rows: int = 10_000) -> int:
-    """Write ``records`` as ``output`` says into ``out_dir`` (replaced atomically).
-
-    The card (README.md) and plots are written afterwards by :mod:`synth.report`, from the run
-    directory. Returns the number of rows written.
-    """
-    names = sorted(score_names or [])
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    rows = (convert(raw_row(r, names), output.format, output.system) for r in records)
-    if output.output_format == "arrow":
-        n = _write_arrow(rows, tmp, schema(output.format, names))
-    else:
-        n = _write_files(rows, tmp, schema(output.format, names), output.output_format,
-                         batch_rows)
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out_dir)
-    return n
-
-
-def _write_files(rows: Iterator[dict[str, Any]], tmp: Path, arrow_schema: Any, kind: str,
-                 batch_rows: int) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (tmp / "data").mkdir()
-    digest = hashlib.sha256()
-    n = 0
-    batch: list[dict[str, Any]] = []
-    if kind == "parquet":
-        (tmp / "jsonl").mkdir()
-        staging = tmp / "data" / "train.parquet.tmp"
-        jsonl_path = tmp / JSONL_SIDECAR
-    else:
-        staging = tmp / "data" / "train.jsonl.tmp"
-        jsonl_path = staging
-    writer = pq.ParquetWriter(staging, arrow_schema) if kind == "parquet" else None
-    try:
-        with open(jsonl_path, "w", encoding="utf-8") as jsonl:
-            for row in rows:
-                line = json.dumps(row, ensure_ascii=False) + "\n"
-                jsonl.write(line)
-                digest.update(line.encode("utf-8", "surrogatepass"))
-                n += 1
-                if writer is not None:
-                    batch.append(row)
-                    if len(batch) >= batch_rows:
-                        writer.write_table(pa.Table.from_pylist(batch, schema=arrow_schema))
-                        batch.clear()
-            if writer is not None and batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=arrow_schema))
-    finally:
-        if writer is not None:
-            writer.close()
-    os.replace(staging, tmp / "data" / f"train-{digest.hexdigest()[:16]}.{kind}")
-    return n
-
-
-def _write_arrow(rows: Iterator[dict[str, Any]], tmp: Path, arrow_schema: Any) -> int:
-    import datasets
-
-    features = datasets.Features.from_arrow_schema(arrow_schema)
-    # from_generator streams rows into Arrow shards, so memory stays flat; a fresh cache dir per
-    # write keeps datasets from reusing an earlier run's rows for an identical generator.
-    cache = tmp.with_name(tmp.name + ".cache")
-    shutil.rmtree(cache, ignore_errors=True)
-    try:
-        ds = datasets.Dataset.from_generator(_gen, gen_kwargs={"rows": _Once(rows)},
-                                             features=features, cache_dir=str(cache))
-        ds.save_to_disk(str(tmp))
-        n = len(ds)
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-    return n
-
-
-class _Once:
-    """Wraps an iterator so ``datasets`` fingerprints it by id instead of pickling it."""
-
-    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
-        self.rows = rows
-
-    def __reduce__(self) -> Any:  # pragma: no cover - only reached by datasets' hashing
-        return (_Once, (iter(()),))
-
-
-def _gen(rows: _Once) -> Iterator[dict[str, Any]]:
-    yield from rows.rows
 
 
 def data_files(dataset_dir: Path) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def _hist(ax: Any, series: dict[str, Sequence[float]], title: str, xlabel: str,
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         lo = max(lo, 1.0)
+        hi = max(hi, lo)  # every value 0 (empty responses): one bar at 1
         if hi < 2 * lo:  # all about the same length: widen so the bar sits mid-axis
             lo, hi = max(lo / 1.5, 1.0), hi * 1.5
         bins = np.geomspace(lo, hi, 41)

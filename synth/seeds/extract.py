@@ -28,15 +28,14 @@ from typing import Any
 
 from synth.config import SeedsConfig
 from synth.errors import InputError
+from synth.io.corpus import DatasetSource, iter_dataset_sources
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_source_files
 from synth.seeds.dedup import Deduper
 from synth.seeds.licenses import LicenseDetector, allowed
 from synth.seeds.quality import gate
-from synth.seeds.readers import DatasetSource, iter_dataset_sources
 from synth.seeds.units import file_unit, function_units, iter_unit_text
 
-SEEDS_FILE = "seeds.jsonl"
 MANIFEST_FILE = "seeds.manifest.json"
 FILES_FILE = "seeds.files.jsonl"
 
@@ -256,39 +255,6 @@ def read_manifest(run_dir: Path) -> tuple[list[Path], list[DatasetSource], Seeds
                 [DatasetSource(**d) for d in data["datasets"]], SeedsConfig(**data["config"]))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{path} is not a seeds manifest ({exc})") from exc
-
-
-def write_seeds(records: Iterable[Record], path: Path) -> int:
-    """Write seeds as JSON lines atomically; returns how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps({"id": record.id, "seed": record.seed, "lang": record.lang,
-                                 "provenance": record.meta["provenance"]},
-                                ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
-
-
-def read_seeds(path: Path) -> Iterator[Record]:
-    """Seeds from a seeds.jsonl file, numbered in file order (``meta['index']``)."""
-    if not path.exists():
-        raise InputError(f"seeds file {path} does not exist; run `synth seeds extract` first")
-    with open(path, encoding="utf-8") as fh:
-        for index, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                record = Record.from_seed(row["seed"], row.get("lang", ""),
-                                          row.get("provenance", {}))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise InputError(f"{path}:{index + 1}: not a seed record ({exc})") from exc
-            record.meta["index"] = index
-            yield record
 
 
 def sample_seeds(records: Iterable[Record], num: int | None, seed: int) -> Iterator[Record]:

@@ -269,9 +269,7 @@ def allowed(license_id: str | None, allow: tuple[str, ...] | frozenset[str]) -> 
 
 
 def record_license(record: Any) -> str:
-    """The licence a record carries: its seed's provenance, or the ``license`` column of a
-    dataset row it was read from; ``unknown`` otherwise."""
-    prov = record.meta.get("provenance") or {}
-    extra = record.meta.get("extra") or {}
-    value = prov.get("license") or extra.get("license")
-    return str(value) if value else UNKNOWN
+    """The licence a record carries (see :func:`synth.io.schema.record_license`)."""
+    from synth.io.schema import record_license as of_record
+
+    return of_record(record)

@@ -33,21 +33,19 @@ from typing import Any
 
 from synth.embed import Embedder, EmbeddingCache, embed_cached
 from synth.errors import ConfigError, InputError
+from synth.io.seeds import SEEDS_FILE, read_seeds, write_seeds
 from synth.records import Record
 from synth.seeds.coreset import kcenter_greedy
 from synth.seeds.dedup import Deduper
 from synth.seeds.extract import (
-    SEEDS_FILE,
     FileIndex,
     apply_quota,
     cap_for,
     dedup,
     iter_sources,
     read_manifest,
-    read_seeds,
     units_from_file,
     with_licenses,
-    write_seeds,
 )
 from synth.seeds.licenses import LicenseDetector
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from synth.config import GenerateConfig, LLMConfig
-from synth.generators.run import generate
+from synth.io.seeds import write_seeds
+from synth.jobs import generate
 from synth.records import Record
-from synth.seeds.extract import write_seeds
 from synth.store import RunStore
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from nltk.util import ngrams as nltk_ngrams
 
-from synth.datafiles import row_to_record
 from synth.errors import ConfigError
 from synth.filters.benchmarks import Benchmark
-from synth.filters.decontam import ExactDecontam, NgramDecontam, run_decontam
+from synth.filters.decontam import ExactDecontam, NgramDecontam
+from synth.io.rows import row_to_record
+from synth.jobs import decontam as run_decontam
 from synth.pipeline import Filter, RunContext, run_stages
 from synth.records import Record
 from synth.store import RunStore

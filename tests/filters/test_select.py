@@ -13,8 +13,8 @@ from synth.cli import app
 from synth.config import SelectConfig
 from synth.embed import Embedder, EmbeddingCache, embed_texts
 from synth.filters.diversity import normalize_rows
-from synth.filters.run import run_filters
 from synth.filters.select import resolve_keys
+from synth.jobs import filters as run_filters
 from synth.records import Record
 
 ADD = "```python\ndef add(a, b):\n    if a is None:\n        return b\n    return a + b\n```"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from nltk.util import ngrams as nltk_ngrams
 
-from synth.datafiles import read_records, row_to_record
 from synth.errors import ConfigError, InputError
 from synth.filters.benchmarks import BenchItem, Benchmark
 from synth.filters.tli import compute_tli, tli_markdown
+from synth.io.rows import read_records, row_to_record
 from synth.records import Record
 
 

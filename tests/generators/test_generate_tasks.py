@@ -12,8 +12,8 @@ from pathlib import Path
 
 from conftest import FakeEndpoint
 
+from synth.io.seeds import write_seeds
 from synth.records import Record
-from synth.seeds.extract import write_seeds
 
 
 def synth(*args: str) -> subprocess.CompletedProcess[str]:

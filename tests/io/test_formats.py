@@ -111,7 +111,7 @@ def test_bad_output_options(kw: dict[str, str], needle: str) -> None:
 
 
 def test_synth_reads_its_own_formats_back(make_run: Callable[..., Path]) -> None:
-    from synth.datafiles import read_records
+    from synth.io.rows import read_records
 
     for kind in ("jsonl", "arrow"):
         run = make_run(OutputConfig(format="alpaca", output_format=kind), name=kind, n=4,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from synth.config import SeedsConfig
+from synth.io.seeds import read_seeds, write_seeds
 from synth.seeds.corpus import iter_source_files
-from synth.seeds.extract import extract_seeds, read_seeds, sample_seeds, windows, write_seeds
+from synth.seeds.extract import extract_seeds, sample_seeds, windows
 from synth.seeds.languages import detect_language
 
 PY = "\n".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(20))

@@ -12,11 +12,11 @@ import pytest
 
 from synth.config import SeedsConfig, parse_quota
 from synth.errors import ConfigError, InputError
+from synth.io.corpus import DatasetSource
 from synth.seeds import units as units_mod
 from synth.seeds.corpus import SourceFile
 from synth.seeds.extract import extract_seeds
 from synth.seeds.quality import gate
-from synth.seeds.readers import DatasetSource
 
 PY = textwrap.dedent('''\
     """Module docstring."""

@@ -5,7 +5,7 @@ content, its language column (or a path column's extension) the language, and
 ``<split>/<row>`` (or the path column) its path, so the same extraction, gates, dedup and refresh
 apply as for files on disk. Hub datasets are streamed (``datasets.load_dataset(...,
 streaming=True)``) and never loaded whole; local files are read in batches
-(:func:`synth.datafiles.iter_rows`). Rows are vetted like files: over-size, binary, minified and
+(:func:`synth.io.rows.iter_rows`). Rows are vetted like files: over-size, binary, minified and
 generated rows are skipped with counted reasons, bytes that are not UTF-8 are decoded with
 replacement and counted.
 """
@@ -63,7 +63,7 @@ def normalise_lang(value: Any) -> str | None:
 def iter_rows(src: DatasetSource) -> Iterator[dict[str, Any]]:
     """Rows of a local file/directory, or streamed from the hub."""
     if src.is_local():
-        from synth.datafiles import iter_rows as iter_local_rows
+        from synth.io.rows import iter_rows as iter_local_rows
 
         yield from iter_local_rows(Path(src.name))
         return

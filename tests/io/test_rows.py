@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from synth.datafiles import read_records
 from synth.errors import InputError
+from synth.io.rows import read_records
 
-ALPACA = Path(__file__).parents[2] / "shared" / "data" / "code_alpaca" / "code_alpaca_2k.jsonl"
+ALPACA = Path(__file__).parents[3] / "shared" / "data" / "code_alpaca" / "code_alpaca_2k.jsonl"
 
 
 @pytest.mark.skipif(not ALPACA.exists(), reason="shared data not beside the repo")

@@ -1,10 +1,13 @@
-"""Read existing instruction datasets into Records: jsonl, json, parquet, or a dataset directory.
+"""The one dataset reader: jsonl, json, parquet, arrow, or a dataset directory, as Records.
 
-Used wherever synth works on data it did not generate (``--input`` of the filters, ``evol``,
-decontamination, TLI). Column names are mapped onto Record fields: ``instruction`` (or
-``prompt``/``question``/``problem``), ``input`` (or ``context``), ``response`` (or ``output``/
-``answer``/``completion``/``solution``), and chat data (``messages`` / ``conversations`` with
-user/assistant turns) becomes instruction = user turns, response = assistant turns.
+Every command reads datasets through :func:`read_records` (the filters' ``--input``, ``evol``,
+decontamination, TLI, ``synth run``). A row synth wrote comes back exactly as it was written
+(the declared columns of :mod:`synth.io.schema`); rows of other datasets are mapped onto Record
+fields: ``instruction`` (or ``prompt``/``question``/``problem``), ``input`` (or ``context``),
+``response`` (or ``output``/``answer``/``completion``/``solution``), and chat data
+(``messages`` / ``conversations`` with user/assistant turns) becomes instruction = user turns,
+response = assistant turns. Columns not mapped stay in ``meta['extra']`` and are written back
+as the same columns by :func:`synth.io.dataset.write_dataset`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import InputError
+from synth.io import schema
 from synth.records import Record, content_id
 
 INSTRUCTION_KEYS = ("instruction", "prompt", "question", "problem", "query")
@@ -23,8 +27,6 @@ RESPONSE_KEYS = ("response", "output", "answer", "completion", "solution")
 CHAT_KEYS = ("messages", "conversations", "conversation")
 ID_KEYS = ("id", "task_id", "idx")
 
-_MAPPED = frozenset(INSTRUCTION_KEYS + INPUT_KEYS + RESPONSE_KEYS + CHAT_KEYS + ID_KEYS
-                    + ("scores",))
 _USER = {"user", "human"}
 _ASSISTANT = {"assistant", "gpt", "model"}
 
@@ -128,11 +130,11 @@ def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def _first(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
+def _first_key(row: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
         value = row.get(key)
         if value is not None and value != "":
-            return value
+            return key
     return None
 
 
@@ -148,32 +150,40 @@ def _chat_text(turns: list[Any], roles: set[str]) -> str:
 
 
 def row_to_record(row: dict[str, Any], index: int, source: str) -> Record:
-    """Map one dataset row onto a Record; unknown columns are kept in ``meta['extra']``."""
-    chat = _first(row, CHAT_KEYS)
-    if isinstance(chat, list):
-        instruction, inp = _chat_text(chat, _USER), ""
-        response = _chat_text(chat, _ASSISTANT)
+    """Map one dataset row onto a Record.
+
+    Declared columns (:mod:`synth.io.schema`) come back as they were written; instruction/
+    input/response of foreign rows are found under their usual names; every other column is
+    kept in ``meta['extra']``. A row without provenance gets ``{source, row}``.
+    """
+    fields, meta = schema.from_row(row, index)
+    used: set[str] = set()
+    missing = [f for f in ("instruction", "input", "response") if f not in fields]
+    chat_key = next((k for k in CHAT_KEYS if isinstance(row.get(k), list)), None)
+    if chat_key is not None and "instruction" in missing and "response" in missing:
+        fields["instruction"] = _chat_text(row[chat_key], _USER)
+        fields["response"] = _chat_text(row[chat_key], _ASSISTANT)
+        used.add(chat_key)
     else:
-        instruction = str(_first(row, INSTRUCTION_KEYS) or "")
-        inp = str(_first(row, INPUT_KEYS) or "")
-        response = str(_first(row, RESPONSE_KEYS) or "")
-    raw_id = _first(row, ID_KEYS)
-    # Without an id column the row's position is part of its id: two identical rows are two
-    # samples of the input (deduplication is a filter's decision, not the reader's).
-    rid = str(raw_id) if raw_id is not None else content_id("row", index, instruction, inp,
-                                                            response)
-    extra = {k: v for k, v in row.items() if k not in _MAPPED}
-    # A synth dataset's ``scores`` column comes back as scores (null = not computed = NaN), so
-    # ``synth select`` can run on the output of an earlier ``synth score``.
-    raw_scores = row.get("scores")
-    scores = ({str(k): float("nan") if v is None else float(v) for k, v in raw_scores.items()}
-              if isinstance(raw_scores, dict) else {})
-    meta: dict[str, Any] = {"index": index, "provenance": {"source": source, "row": index}}
+        for name, keys in (("instruction", INSTRUCTION_KEYS), ("input", INPUT_KEYS),
+                           ("response", RESPONSE_KEYS)):
+            if name in missing:
+                key = _first_key(row, keys)
+                fields[name] = str(row[key]) if key is not None else ""
+                used |= {key} if key is not None else set()
+    if "id" not in fields:
+        key = _first_key(row, ID_KEYS)
+        # Without an id column the row's position is part of its id: two identical rows are
+        # two samples of the input (deduplication is a filter's decision, not the reader's).
+        fields["id"] = (str(row[key]) if key is not None else content_id(
+            "row", index, fields["instruction"], fields.get("input", ""), fields["response"]))
+        used |= {key} if key is not None else set()
+    extra = {k: v for k, v in row.items() if k not in schema.BY_NAME and k not in used}
     if extra:
         meta["extra"] = extra
-    return Record(id=rid, seed=str(row.get("seed") or ""), task=str(row.get("task") or ""),
-                  lang=str(row.get("lang") or ""), instruction=instruction, input=inp,
-                  response=response, scores=scores, meta=meta)
+    if "provenance" not in meta:
+        meta["provenance"] = {"source": source, "row": index}
+    return Record(**fields, meta=meta)
 
 
 def read_records(path: Path) -> Iterator[Record]:

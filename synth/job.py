@@ -1,0 +1,281 @@
+"""The Job: source → stages → sink, and everything around a run that is written once.
+
+A Job owns one run of one command: the run store (request cache + record states, locked for
+this process), the :class:`~synth.pipeline.RunContext` (counters, the event loop), the endpoint
+(embedded server or a URL, the model, a checked client), progress, Ctrl-C/SIGTERM, and writing
+the outputs — also after an interruption, so everything that finished is on disk. Every command
+(``generate``, ``score``/``select``/``filter``, ``decontam``, ``seeds extract``) and every step
+of ``synth run`` is a Job with its own stages (:mod:`synth.jobs`).
+
+::
+
+    with Job(run_dir, "score", llm=llm_config) as job:
+        client = job.client()                       # endpoint + model + check, once
+        job.run(Source.dataset(path), [HeuristicScores(), DeitaScores(client, ...)])
+
+Before the first record (and so before the first request) :meth:`Job.check` walks the chain:
+every field a stage ``reads`` must be given by the source or written by an earlier stage, else
+a :class:`~synth.errors.ConfigError` names the stage and the missing field.
+
+Interruption: Ctrl-C and SIGTERM stop a run the same way (SIGTERM is turned into
+:class:`KeyboardInterrupt` while :meth:`Job.run` runs): the sink writes what finished, then the
+interruption propagates so the command line exits with 130 (143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from synth.config import LLMConfig, as_dict
+from synth.errors import ConfigError, Terminated
+from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
+from synth.records import Record
+from synth.store import RunStore
+
+log = logging.getLogger("synth")
+
+T = TypeVar("T")
+
+# Fields every record has (Record attributes); scores are ``scores.NAME``, meta keys their name.
+RECORD_FIELDS = frozenset({"id", "seed", "task", "lang", "instruction", "input", "response"})
+
+
+def record_fields(record: Record) -> frozenset[str]:
+    """The fields ``record`` carries: non-empty attributes, ``scores.NAME``, meta keys, extra
+    columns (by name)."""
+    names = {f for f in RECORD_FIELDS if getattr(record, f)}
+    names |= {f"scores.{k}" for k in record.scores}
+    names |= set(record.meta) | set(record.meta.get("extra") or {})
+    return frozenset(names)
+
+
+@dataclass
+class Source:
+    """Where a job's records come from.
+
+    Attributes:
+        records: the records, read lazily.
+        fields: what every record carries (see :func:`record_fields`); None: look at the first
+            record (a dataset's columns are what its rows hold).
+        total: how many records, when known (progress and the plan).
+        describe: what to write into config.json about the input (``{"input": path}``).
+    """
+
+    records: Iterable[Record]
+    fields: frozenset[str] | None = None
+    total: int | None = None
+    describe: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def dataset(cls, path: Path, materialize: bool = False) -> Source:
+        """Rows of an instruction dataset (anything :func:`synth.io.read_records` reads).
+
+        ``materialize`` reads every row now: needed when the job writes to the same directory
+        it reads (RUN/dataset is replaced when the job finishes).
+        """
+        from synth.io.rows import read_records
+
+        records: Iterable[Record] = read_records(path)
+        total = None
+        if materialize:
+            records = list(records)
+            total = len(records)
+        return cls(records, None, total, {"input": str(path)})
+
+
+class Sink:
+    """Where kept records go. The default keeps them in the run store and writes the dataset,
+    rejects, stats and config from it at the end (:func:`synth.pipeline.write_outputs`)."""
+
+    def put(self, job: Job, record: Record) -> None:
+        job.store.put_result(record, "kept")
+
+    def close(self, job: Job, interrupted: bool) -> dict[str, Any]:
+        """Write the outputs (also after an interruption or error: ``interrupted`` True);
+        returns the stats."""
+        return write_outputs(job.ctx, job.config, job.title, interrupted, job.card_sections,
+                             job.description, job.out_dir, job.output)
+
+
+class Job:
+    """One run of one command in a run directory.
+
+    Args:
+        run_dir: the run directory (created if missing; locked while the job is open).
+        command: the command name, recorded in the store and the default card title.
+        llm: the endpoint configuration; needed only when a stage calls :meth:`client`.
+        progress: where progress goes (silent by default).
+        seed: the run's random seed (stages read ``ctx.seed``).
+        title: the dataset card's title.
+        out_dir: where the outputs go (dataset/, rejects.jsonl, stats.json, config.json);
+            default the run directory. ``synth run`` gives each step its own, under one store.
+        output: row/file format, licence allow-list, hub repo
+            (:class:`synth.io.formats.OutputConfig`); default raw parquet, every licence.
+    """
+
+    def __init__(self, run_dir: Path, command: str, *, llm: LLMConfig | None = None,
+                 progress: Progress | None = None, seed: int = 0,
+                 title: str | None = None, out_dir: Path | None = None,
+                 output: Any = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.run_dir
+        self.command = command
+        self.output = output
+        self.llm = llm or LLMConfig()
+        self.progress = progress
+        self.seed = seed
+        self.title = title or f"synth {command}"
+        self.description: str | None = None
+        self.config: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        self.card_sections: list[str] = []
+        self.embedded = False
+        self._stack = contextlib.ExitStack()
+        self._store: RunStore | None = None
+        self._ctx: RunContext | None = None
+        self._client: Any = None
+        self._before: list[Callable[[bool], None]] = []
+        self._after: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Job:
+        try:
+            self._store = self._stack.enter_context(RunStore(self.run_dir))
+            self._store.begin(self.command)
+            self._ctx = RunContext(self._store, self.progress, self.seed)
+            self._stack.callback(self._ctx.close)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def store(self) -> RunStore:
+        if self._store is None:
+            raise RuntimeError("Job used outside `with`")
+        return self._store
+
+    @property
+    def ctx(self) -> RunContext:
+        if self._ctx is None:
+            raise RuntimeError("Job used outside `with`")
+        return self._ctx
+
+    def enter(self, cm: contextlib.AbstractContextManager[T]) -> T:
+        """Keep ``cm`` (a sandbox, an embedding cache) open until the job closes."""
+        return self._stack.enter_context(cm)
+
+    def before_outputs(self, fn: Callable[[bool], None]) -> None:
+        """Call ``fn(incomplete)`` just before the outputs are written (card sections, config);
+        ``incomplete`` is True after an interruption or an error."""
+        self._before.append(fn)
+
+    def after_outputs(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``fn(stats)`` once the outputs are written (summaries beside the dataset)."""
+        self._after.append(fn)
+
+    # -- endpoint ----------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The checked LLM client of this job (the endpoint is opened on the first call).
+
+        Records the resolved endpoint (URL without credentials, model) in config.json.
+        """
+        if self._client is None:
+            from synth.llm.endpoint import connect
+
+            conn = connect(self._stack, self.llm, self.run_dir, self.store, self.ctx.stats.llm,
+                           self.ctx.loop)
+            self._client, self.embedded = conn.client, conn.embedded
+            self.config |= as_dict(conn.config)
+        return self._client
+
+    # -- running -----------------------------------------------------------------------------
+
+    @staticmethod
+    def check(fields: Iterable[str], stages: Sequence[Stage]) -> None:
+        """Fail with ConfigError when a stage reads a field nothing before it provides."""
+        have = set(fields)
+        where = "the input"
+        for stage in stages:
+            missing = [f for f in stage.reads if f not in have]
+            if missing:
+                raise ConfigError(
+                    f"stage {stage.name} reads {', '.join(missing)}, which {where} does not "
+                    f"provide (available: {', '.join(sorted(have)) or 'nothing'})")
+            have |= set(stage.writes)
+            where = f"the input and the stages before {stage.name}"
+
+    def run(self, source: Source, stages: Sequence[Stage], sink: Sink | None = None,
+            total: int | None = None) -> dict[str, Any]:
+        """Check the chain, pull every record through ``stages`` into ``sink``, write outputs.
+
+        Returns the stats (also in ``stats.json``). Ctrl-C or SIGTERM: the outputs are written
+        with what finished, then KeyboardInterrupt propagates.
+        """
+        sink = sink or Sink()
+        from synth.filters.licenses import license_stages
+
+        # --license-allow: the licence filter goes first, before any request is made.
+        stages = license_stages(self.output) + list(stages)
+        records = iter(source.records)
+        fields = source.fields
+        if fields is None:
+            first = next(records, None)
+            if first is not None:  # an empty input has nothing to check
+                records = itertools.chain([first], records)
+                fields = record_fields(first)
+        if fields is not None:
+            self.check(fields, stages)
+        self.config |= source.describe
+        interrupted: KeyboardInterrupt | None = None
+        finished = False
+        stats: dict[str, Any] = {}
+        with _sigterm_as_interrupt():
+            try:
+                run_stages(records, list(stages), self.ctx,
+                           total if total is not None else source.total,
+                           put=lambda r: sink.put(self, r))
+                finished = True
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+                interrupted = exc
+                log.warning("interrupted: writing what finished so far")
+            finally:
+                # Also after an error: what finished is written, marked incomplete.
+                for fn in self._before:
+                    fn(not finished)
+                stats = sink.close(self, not finished)
+                for after in self._after:
+                    after(stats)
+        if interrupted is not None:
+            raise interrupted  # the same one: the command line tells SIGTERM from Ctrl-C
+        return stats
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so it stops a run like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
