@@ -60,9 +60,9 @@ rebuild-llama:
 
 run: setup
 	$(VENV)/bin/synth run examples/demo.toml --num $(NUM) --run-dir $(RUN)
-	@$(PY) -c "import json,sys; s=json.load(open('$(RUN)/stats.json')); \
-		sys.exit(0) if s['kept'] > 0 else sys.exit('make run: the demo produced no row ' \
-		'(see $(RUN)/rejects.jsonl and $(RUN)/server.log)')"
+	@$(PY) -c "import sys; s=open('$(RUN)/dataset/jsonl/train.jsonl').read().strip(); \
+		sys.exit(0) if s else sys.exit('make run: the demo produced no row ' \
+		'(see $(RUN)/steps/*/rejects.jsonl and $(RUN)/server.log)')"
 
 lint: setup
 	$(VENV)/bin/ruff check synth tests benchmarks

@@ -377,11 +377,6 @@ class Flow:
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
             stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out,
                                   self._output(step))
-            if stats.get("left_to_retry"):
-                # not done: the later steps would run on part of the data; a rerun resumes here
-                raise Incomplete(
-                    f"generate left {stats['left_to_retry']} records to retry after endpoint "
-                    "failures; rerun the same command to resume")
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
                                  self.sandbox, progress, step.out, self._output(step))
@@ -390,6 +385,10 @@ class Flow:
         else:
             stats = jobs.filters(run, dataset, "select", None, self.select, self.llm, None,
                                  progress, step.out, self._output(step))
+        left = int(stats.get("left_to_retry", 0))
+        if left:  # not done: no step.json, so the rerun resumes this step from the cache
+            raise Incomplete(f"step {step.name}: {left} records left to retry after endpoint "
+                             "failures; rerun the same command to resume")
         return (f"kept {stats['kept']}, rejected {stats['rejected']} "
                 f"({stats.get('llm', {}).get('requests', 0)} requests)")
 
