@@ -89,13 +89,16 @@ def test_endpoint_killed_mid_run_stops_then_resumes(
 def test_endpoint_back_within_outage_limit_completes(
         tmp_path: Path, seeds: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
     port = closed_port()
-    fake = fake_server(delay=0.1, port=port)
+    # Slow replies: 20 requests are still to go when the endpoint dies (at 0.1 s a loaded
+    # machine's test process could wake up after the run had finished them all).
+    fake = fake_server(delay=0.5, port=port)
     run = tmp_path / "run"
     proc = _popen("generate", "--base-url", fake.base_url, "--run-dir", str(run),
                   "--seeds", str(seeds), "--max-outage", "60", *ARGS)
     _wait_cached(run, 4, proc)
     fake.proc.kill()
-    time.sleep(2.0)
+    assert _cached(run) < 24
+    time.sleep(4.0)
     fake_server(port=port)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

@@ -293,6 +293,12 @@ def classify(report: dict[str, Any], stderr: str, cpu_limit_s: float,
         return ExecStatus.KILLED, signal.Signals(sig).name
     if code == 0:
         return ExecStatus.PASSED, ""
+    cpu = float(report.get("utime", 0.0)) + float(report.get("stime", 0.0))
+    if cpu >= cpu_limit_s and not report.get("compile_failed"):
+        # RLIMIT_CPU is per process: a child (a shell's ``$(...)``, a test runner's worker) that
+        # hit it dies by SIGXCPU while the parent lives on and fails. The tree used the whole
+        # budget, so the program was cut off: a timeout, not a failed test.
+        return ExecStatus.TIMEOUT, f"cpu limit {cpu_limit_s:g}s"
     if report.get("compile_failed") or "error: compilation failed" in stderr:
         return ExecStatus.COMPILE_ERROR, first_error_line(stderr)
     exc = final_exception(stderr)

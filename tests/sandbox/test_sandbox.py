@@ -55,6 +55,10 @@ TRACE = "Traceback (most recent call last):\n  File \"main.py\", line 1, in <mod
     (_signalled(signal.SIGXCPU, 2.0), "", ExecStatus.TIMEOUT, "cpu limit 2s"),
     (_signalled(signal.SIGKILL, 3.0), "", ExecStatus.TIMEOUT, "cpu limit 2s"),
     (_signalled(signal.SIGXFSZ), "", ExecStatus.FORBIDDEN, "file size limit"),
+    # a child died of the CPU limit and the parent failed: the tree used the whole budget
+    ({**_exited(1), "utime": 1.9, "stime": 0.1}, "FAILED line 3: [ \"$(f)\" = 3 ]\n",
+     ExecStatus.TIMEOUT, "cpu limit 2s"),
+    ({**_exited(1), "utime": 0.5}, "", ExecStatus.FAILED, "exit 1"),
     ({**_signalled(signal.SIGKILL), "mem_killed": True}, "", ExecStatus.MEMORY,
      "box memory budget exceeded"),
     ({**_signalled(signal.SIGKILL), "timed_out": True}, "", ExecStatus.TIMEOUT,
