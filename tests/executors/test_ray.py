@@ -148,6 +148,13 @@ def test_generate_on_ray_matches_local(rx: Any, tmp_path: Path,
     assert on_ray["llm"]["requests"] == local["llm"]["requests"] == sent_local
     assert len(fake.requests()) == 2 * sent_local
     assert json.loads((tmp_path / "ray" / "config.json").read_text())["executor"] == "ray"
+    # codegen verifies by default (issue 10): each sample's tests ran once, as Ray tasks
+    # there, with the verdicts the local sandbox gave
+    ran = [stats["verify"]["executions"] for stats in (local, on_ray)]
+    assert on_ray["verify"]["mode"] == local["verify"]["mode"] == "require"
+    assert ran[1]["statuses"] == ran[0]["statuses"] and ran[0]["statuses"]["passed"] >= 12
+    assert ran[1]["executed"] == ran[0]["executed"]
+    assert all(json.loads(r)["verified"] is True for r in _rows(tmp_path / "ray"))
 
 
 def _cached(run: Path) -> int:
@@ -252,3 +259,34 @@ def test_sandbox_tasks_give_the_local_verdicts(rx: Any) -> None:
         on_ray = asyncio.run(_all())
     assert [r.status for r in on_ray] == [r.status for r in local]
     assert [r.reason for r in on_ray] == [r.reason for r in local]
+
+
+def test_secrets_are_redacted_on_ray_as_locally(rx: Any, tmp_path: Path,
+                                                fake_server: Callable[..., FakeEndpoint]) -> None:
+    """Seeds are scrubbed on the extraction workers, replies (sent by the sender actors) in
+    the driver before they are cached: the same redacted seeds and rows as a local run, and no
+    planted value anywhere in the run directory."""
+    from secrets_corpus import LEAK, PLANTED, write_corpus
+
+    from synth import jobs
+
+    corpus = write_corpus(tmp_path / "corpus")
+    fake = fake_server(extra=["--leak", LEAK])
+    stats = {}
+    for name, executor in (("local", Executor()), ("ray", rx)):
+        run = tmp_path / name
+        with use(executor):
+            jobs.extract(run, [corpus], SeedsConfig(mode="file"))
+        stats[name] = _generate(run, run / "seeds.jsonl", fake.base_url, executor, num=6)
+    for name in ("seeds.jsonl", "rejects.jsonl"):
+        assert ((tmp_path / "ray" / name).read_text()
+                == (tmp_path / "local" / name).read_text()), name
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
+    assert stats["ray"]["secrets"] == stats["local"]["secrets"]
+    assert stats["ray"]["secrets"]["found"]["replies"]["github_token"] >= 1
+    values = [v for _, v, _ in PLANTED] + [LEAK]
+    for path in (tmp_path / "ray").rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert not [v[:8] for v in values if v.encode() in blob
+                        or json.dumps(v)[1:-1].encode() in blob], path
