@@ -21,8 +21,9 @@ The tree::
     │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
     ├── ExecutorUnavailable    --executor ray: Ray is missing, or cannot start / be reached
-    └── SandboxError           generated code cannot be executed safely
-        └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    ├── SandboxError           generated code cannot be executed safely
+    │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    └── HubError               the dataset could not be uploaded to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -105,3 +106,7 @@ class IsolationUnavailable(SandboxError):
 
 class ExecutorUnavailable(SynthError):
     """The executor asked for cannot run here: Ray not installed, not started, not reachable."""
+
+
+class HubError(SynthError):
+    """The dataset could not be uploaded to the Hugging Face Hub."""

@@ -35,6 +35,7 @@ from synth.io.corpus import DatasetSource, iter_dataset_sources
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_candidate_paths, iter_source_files, read_source
 from synth.seeds.dedup import Deduper
+from synth.seeds.licenses import LicenseDetector, allowed
 from synth.seeds.quality import gate
 from synth.seeds.units import file_unit, function_units, iter_unit_text
 
@@ -202,9 +203,26 @@ def _neg(hex_digest: str) -> str:
 _NEG_HEX = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
+def with_licenses(records: Iterable[Record], counts: Counter[str],
+                  allow: tuple[str, ...] = (),
+                  detector: LicenseDetector | None = None) -> Iterator[Record]:
+    """Put each seed's repository licence into its provenance (``license``); with ``allow``,
+    drop seeds whose licence is not on it, counted as ``drop_license_not_allowed``
+    (``drop_license`` is the quality gate's count of licence-header snippets)."""
+    detector = detector or LicenseDetector()
+    for record in records:
+        prov = record.meta["provenance"]
+        prov["license"] = detector.for_file(str(prov.get("root", "")), str(prov.get("path", "")))
+        if not allowed(prov["license"], allow):
+            counts["drop_license_not_allowed"] += 1
+            continue
+        yield record
+
+
 def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
                   datasets: Sequence[DatasetSource] = (),
                   index: FileIndex | None = None,
+                  license_allow: tuple[str, ...] = (),
                   executor: Executor | None = None) -> Iterator[Record]:
     """Stream seeds from every usable file under ``roots`` and every row of ``datasets``.
 
@@ -225,6 +243,9 @@ def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
         if index is not None:
             sources = map(index.add, sources)
         units = (r for source in sources for r in units_from_file(source, cfg, counts))
+    # Licences are looked up here, in the driver, on the units in order (a repository's
+    # licence file is read once and cached), whatever cut them.
+    units = with_licenses(units, counts, license_allow)
     unique = dedup(units, Deduper(cfg.near_dedup), counts)
     for record in apply_quota(unique, cfg.quota, cfg.seed, counts):
         counts["seeds"] += 1
