@@ -1,7 +1,8 @@
 """Local vs Ray (local mode) on the same small job: wall time (Ray's overhead) and equal rows.
 
 In one process, for each executor: extract seeds from this repository's ``synth`` package, then
-``generate`` codegen samples with the discriminator loop against the fake endpoint
+``generate`` codegen samples with the discriminator loop and the verify step (each
+sample's tests in the sandbox: Ray tasks on Ray) against the fake endpoint
 (``tests/fake_openai.py``, ``--delay`` seconds per request), then ``decontam`` the result.
 Ray runs as a local instance with ``--cpus`` CPUs started once (its start-up time is reported
 separately). Rows of every step must be equal; the table shows seconds per step.
