@@ -88,9 +88,44 @@ def _progress() -> Any:
 # -- options shared by several commands (declared once) -------------------------------------
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
-InputOpt = Annotated[Path | None, typer.Option(
-    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
-    "Default: RUN/dataset.")]
+InputOpt = Annotated[str | None, typer.Option(
+    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory, "
+    "a path or a URI (s3://, gs://, hf://, file://). Default: RUN/dataset.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", help="Also upload RUN/dataset to this directory or URI (s3://, gs://, hf://, "
+    "file://: any fsspec filesystem).")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where the heavy work runs: local (this process) or ray.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray: auto (a running cluster), ray://HOST:10001 or a GCS address; "
+    "default: start a local Ray instance.")]
+ActorsOpt = Annotated[int | None, typer.Option(
+    "--actors", help="Ray: actors per pool (LLM senders, embedders); default one per node.")]
+
+
+@contextlib.contextmanager
+def _executing(name: str, address: str | None, actors: int | None) -> Iterator[None]:
+    """Jobs inside the block run on the executor ``name`` (closed at the end)."""
+    from synth.executors import get_executor, use
+
+    with get_executor(name, address, actors) as ex, use(ex):
+        yield
+
+
+def _local_input(value: str | None, run_dir: Path) -> Path | None:
+    """A local path for an input given as a path or a URI (copied into RUN/inputs)."""
+    from synth.storage import localize
+
+    return localize(value, run_dir) if value is not None else None
+
+
+def _publish(run_dir: Path, output: str | None) -> None:
+    if output is not None:
+        from synth.storage import publish
+
+        publish(run_dir / "dataset", output)
+
+
 BaseUrlOpt = Annotated[str | None, typer.Option(
     help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
     envvar="OPENAI_BASE_URL")]
@@ -239,6 +274,9 @@ def run(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any setting: TABLE.KEY=VALUE (TOML value), e.g. "
         "select.tau=0.8. Repeatable.")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Run the whole pipeline of a config file; rerun to resume, changed steps rerun."""
     from synth.flow import Flow, cli_overrides
@@ -250,7 +288,8 @@ def run(
         if dry_run:
             typer.echo(flow.plan().render())
             return
-        report = flow.run(_progress, echo=typer.echo)
+        with _executing(executor, address, actors):
+            report = flow.run(_progress, echo=typer.echo)
     typer.echo(report)
 
 
@@ -275,9 +314,10 @@ app.add_typer(seeds_app, name="seeds")
 
 @seeds_app.command("extract")
 def seeds_extract(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Directories, git repositories or files. Default: this Python's standard library "
-             "(unless --hf is given)."
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Directories, git repositories or files, as paths or URIs (s3://, gs://, file://; "
+             "copied into RUN/inputs). Default: this Python's standard library (unless --hf "
+             "is given)."
     )] = None,
     run_dir: RunDir = Path("runs/default"),
     mode: Annotated[str | None, typer.Option(
@@ -323,6 +363,9 @@ def seeds_extract(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     license_allow: LicenseAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
@@ -342,8 +385,10 @@ def seeds_extract(
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
-        stats = jobs.extract(run_dir, list(paths or []), cfg, datasets,
-                             license_allow=parse_allow(license_allow))
+        roots = [Path(str(_local_input(p, run_dir))) for p in paths or []]
+        with _executing(executor, address, actors):
+            stats = jobs.extract(run_dir, roots, cfg, datasets,
+                                 license_allow=parse_allow(license_allow))
     details = ", ".join(f"{k}={v}" for k, v in stats["counts"].items())
     typer.echo(f"wrote {stats['seeds']} seeds to {run_dir / 'seeds.jsonl'} ({details})")
 
@@ -361,12 +406,15 @@ def seeds_select(
     batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
     max_seq_length: Annotated[int | None, typer.Option(
         help="Truncate seeds to this many tokens when embedding.")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
     from synth import jobs
     from synth.config import CoresetConfig
 
-    with errors():
+    with errors(), _executing(executor, address, actors):
         report = jobs.coreset(run_dir, CoresetConfig(
             k=k, embedder=embedder, metric=metric, seed=seed, device=device,
             batch_size=batch_size, max_seq_length=max_seq_length))
@@ -410,9 +458,9 @@ def seeds_refresh(
 def generate(
     task: Annotated[str, typer.Option(
         help="codegen, summarize, translate, repair, evol, or mix (see --weights).")] = "codegen",
-    seeds: Annotated[Path | None, typer.Option(
-        help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
-    )] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds file (jsonl), a path or URI. Default: RUN/seeds.jsonl, extracted from the "
+             "stdlib if absent.")] = None,
     num: NumOpt = None,
     run_dir: RunDir = Path("runs/default"),
     base_url: BaseUrlOpt = None,
@@ -463,6 +511,10 @@ def generate(
     unsafe_exec: UnsafeOpt = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -501,8 +553,11 @@ def generate(
         secrets_cfg = resolve(SecretsConfig, "secrets", toml,
                               _secrets_cli(secrets, secrets_allow))
         output = _output(toml, fmt, output_format, license_allow, push_to_hub, public)
-        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox,
-                              secrets=secrets_cfg, output=output)
+        seeds_path = _local_input(seeds, run_dir)
+        with _executing(executor, address, actors):
+            stats = jobs.generate(run_dir, gen, llm, seeds_path, _progress(), sandbox=sandbox,
+                                  secrets=secrets_cfg, output=output)
+        _publish(run_dir, output_uri)
     finished(stats, run_dir)
     with errors(run_dir):
         _push(output, run_dir)
@@ -511,11 +566,15 @@ def generate(
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
 
 
-def _filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
+def _filters(command: str, source: str | None, run_dir: Path, config: Path | None,
              score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
              llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
              secrets_cli: dict[str, Any] | None = None,
-             output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
+             output_cli: tuple[Any, ...] = (None, None, None, None, False),
+             on: tuple[str, str | None, int | None, str | None] = ("local", None, None, None),
+             ) -> None:
+    """One score/select/filter invocation; ``output_cli`` is (format, output format, licence
+    allow-list, hub repo, public), ``on`` is (executor, address, actors, --output URI)."""
     from synth import jobs
     from synth.config import (
         LLMConfig,
@@ -536,8 +595,11 @@ def _filters(command: str, source: Path | None, run_dir: Path, config: Path | No
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
         secrets = resolve(SecretsConfig, "secrets", toml, secrets_cli or {})
         output = _output(toml, *output_cli)
-        stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
-                             secrets=secrets, output=output)
+        path = _local_input(source, run_dir)
+        with _executing(*on[:3]):
+            stats = jobs.filters(run_dir, path, command, score, select, llm, sandbox,
+                                 _progress(), secrets=secrets, output=output)
+        _publish(run_dir, on[3])
     finished(stats, run_dir)
     with errors(run_dir):
         _push(output, run_dir)
@@ -577,6 +639,10 @@ def score(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -589,7 +655,8 @@ def score(
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 @app.command()
@@ -607,6 +674,10 @@ def select(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -618,7 +689,8 @@ def select(
              _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                          embed_response, embedder), {}, {},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 @app.command("filter")
@@ -647,6 +719,10 @@ def filter_(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -661,7 +737,8 @@ def filter_(
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 # -- decontamination and leakage -------------------------------------------------------------
@@ -688,7 +765,7 @@ def _allow_list(allow: Path | None, no_default: bool) -> list[str]:
 
 @app.command()
 def decontam(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
+    input: Annotated[str, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
                                         ".json, .parquet or a dataset directory.")],
     run_dir: RunDir = Path("runs/decontam"),
     benchmark: Annotated[list[str] | None, typer.Option(
@@ -713,6 +790,10 @@ def decontam(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -725,16 +806,18 @@ def decontam(
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
-    with errors(run_dir):
+    with errors(run_dir), _executing(executor, address, actors):
         output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
         summary = jobs.decontam(
-            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+            Path(str(_local_input(input, run_dir))), run_dir,
+            _benchmarks(benchmark or ["humaneval"], fields),
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None,
             allow=_allow_list(allow, no_default_allow), progress=_progress(),
             secrets=resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow)),
             output=output)
+        _publish(run_dir, output_uri)
         _push(output, run_dir)
     dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "

@@ -20,6 +20,7 @@ The tree::
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
     │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
+    ├── ExecutorUnavailable    --executor ray: Ray is missing, or cannot start / be reached
     ├── SandboxError           generated code cannot be executed safely
     │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
     └── HubError               the dataset could not be uploaded to the Hugging Face Hub
@@ -101,6 +102,10 @@ class SandboxError(SynthError):
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class ExecutorUnavailable(SynthError):
+    """The executor asked for cannot run here: Ray not installed, not started, not reachable."""
 
 
 class HubError(SynthError):

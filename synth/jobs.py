@@ -99,7 +99,8 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
              secrets=SecretsConfig(cfg.secrets, tuple(cfg.secrets_allow))) as job:
         sink = SeedsSink(Path(run_dir), roots, datasets, cfg, counts)
         try:
-            records = extract_seeds(roots, cfg, counts, datasets, sink.index, license_allow)
+            records = extract_seeds(roots, cfg, counts, datasets, sink.index, license_allow,
+                                    job.executor)
             return job.run(Source(records, frozenset({"seed", "lang", "provenance"})), [], sink)
         except BaseException:
             if not sink._fh.closed:  # failed before the sink closed: leave nothing half-made
@@ -112,14 +113,18 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
 def coreset(run_dir: Path, cfg: CoresetConfig) -> Any:
     """``synth seeds select``: KCenterGreedy picks ``cfg.k`` seeds into RUN/coreset.jsonl."""
     from synth.embed import Embedder
+    from synth.executors import current
     from synth.pipeline import step_progress
     from synth.seeds.refresh import select_coreset
     from synth.store import RunStore
 
     cfg.validate()
     with RunStore(run_dir), step_progress("coreset") as (on_embed, on_pick):
-        emb = Embedder(cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
-                       max_seq_length=cfg.max_seq_length)
+        # Ray: encoded by a pool of embedding actors; KCenterGreedy runs here on the gathered
+        # matrix (N x 384 float32), as locally.
+        emb = current().embedder(Embedder(cfg.embedder, device=cfg.device,
+                                          batch_size=cfg.batch_size,
+                                          max_seq_length=cfg.max_seq_length))
         return select_coreset(run_dir, cfg.k, emb, metric=cfg.metric, seed=cfg.seed,
                               device=cfg.device, on_embed=on_embed, on_pick=on_pick)
 
@@ -279,8 +284,12 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
             from synth.sandbox import Sandbox
 
             box = job.enter(Sandbox(sandbox or SandboxConfig()))
-            step = VerifyStep(Verifier(box, job.store, gen.test_timeout_s), mode,
-                              gen.responses, gen.mutants, gen.oracle, gen.seed)
+            # The executions (tests, oracle calls, mutants) go through the executor: on Ray
+            # one 1-CPU task per program, synth's sandbox on that node; the execution cache,
+            # the verdicts and everything order-dependent stay here.
+            step = VerifyStep(Verifier(job.executor.sandbox(box), job.store,
+                                       gen.test_timeout_s),
+                              mode, gen.responses, gen.mutants, gen.oracle, gen.seed)
             log.info("verify: %s, %d response(s) per instruction, sandbox %s", mode,
                      gen.responses, box.mode)
         stage = TaskStage(tasks, client, prompts, params, gen.answer_format,
@@ -348,7 +357,8 @@ def filters(run_dir: Path, source: Path | None, command: str,
         src = Source.dataset(path, materialize=True, secrets=job.secrets)
         stages: list[Stage] = [HeuristicScores()] if score.heuristics else []
         if score.complexity or score.quality or score.tests:
-            stages += _llm_stages(job, score, box)
+            stages += _llm_stages(job, score,
+                                  job.executor.sandbox(box) if box is not None else None)
         if select is not None:
             stages.append(_select_stage(job, select))
             job.config |= as_dict(select)
@@ -363,7 +373,7 @@ def _select_stage(job: Job, cfg: SelectConfig) -> Stage:
     from synth.filters.select import DiversitySelect
 
     cache = job.enter(EmbeddingCache(job.run_dir))
-    return DiversitySelect(cfg, Embedder(cfg.embedder), cache)
+    return DiversitySelect(cfg, job.executor.embedder(Embedder(cfg.embedder)), cache)
 
 
 def _llm_stages(job: Job, score: ScoreConfig, box: Any) -> list[Stage]:
@@ -433,6 +443,12 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
     with Job(run_dir, "decontam", progress=progress,
              title="synth decontaminated dataset", out_dir=out_dir, secrets=secrets,
              output=output) as job:
+        if job.executor.name != "local":  # the matching runs on record shards there
+            from synth.executors.stages import ShardedFilter
+            from synth.pipeline import Filter
+
+            stages = [ShardedFilter(st, job.executor) if isinstance(st, Filter) else st
+                      for st in stages]
         job.config |= config
         out: dict[str, Any] = {}
 

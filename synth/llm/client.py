@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import openai
@@ -119,6 +119,18 @@ class LLMRequestFailed(Exception):
         self.status = status
 
 
+class Transport(Protocol):
+    """Sends a request the cache could not answer and returns the completion.
+
+    ``stats`` is the calling client's counters: a transport adds what the remote side counted
+    (requests, retries, failed_requests, request_ms). Raises what :meth:`LLMClient.fetch`
+    raises.
+    """
+
+    async def send(self, model: str, messages: list[Message], params: SamplingParams,
+                   stats: Counter[str]) -> Completion: ...
+
+
 def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
     """sha256 of everything that determines the answer."""
     blob = json.dumps({"model": model, "messages": messages, "params": params.to_request(),
@@ -195,7 +207,8 @@ class LLMClient:
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 transport: Transport | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
@@ -213,6 +226,10 @@ class LLMClient:
         self.max_in_flight = 0
         # Reply text filter (secrets redaction), applied before caching and on cache hits.
         self.scrub: Callable[[str], str] | None = None
+        # Where cache misses go: None sends them from here; an executor's transport (a Ray
+        # actor pool holding slices of the limits) sends them elsewhere. Either way the reply
+        # comes back here, is redacted, and is journaled in this store before it is used.
+        self.transport = transport
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -263,6 +280,30 @@ class LLMClient:
         if hit is not None:
             self.stats["cache_hits"] += 1
             return self._scrubbed(Completion.from_cache(hit, key))
+        if self.store.write_failed is not None:  # a full disk: pay for nothing more
+            raise StoreWriteFailed(str(self.store.write_failed))
+        if self.transport is not None:
+            completion = await self.transport.send(self.model, messages, params, self.stats)
+        else:
+            completion = await self.fetch(messages, params)
+        completion.key = key
+        # Redacted here, in the driver, before it is cached, whatever sent it: the key (from
+        # the request) is unchanged, a rerun parses the same redacted text, and the cache
+        # never holds a finding.
+        completion = self._scrubbed(completion)
+        self.store.put_response(key, self.model, completion.to_cache())
+        self.stats["tokens_in"] += completion.tokens_in
+        self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    async def fetch(self, messages: list[Message], params: SamplingParams) -> Completion:
+        """One request over the wire under this client's limits, without the cache.
+
+        Rate limits, the health gate, the concurrency slot, bounded retries (a request that
+        failed because the endpoint went down is sent again once it is back). An executor's
+        remote sender (:mod:`synth.executors.ray`) calls this with its slice of the limits;
+        the caller redacts and journals the result.
+        """
         if self._rpm is not None:
             await self._rpm.acquire(1)
         if self._tpm is not None:
@@ -272,14 +313,15 @@ class LLMClient:
             await self.gate.admit()
             epoch = self.gate.epoch
             async with self._sem:
-                if self.store.write_failed is not None:  # a full disk: pay for nothing more
+                # Checked again after the wait for a slot: requests queued when the disk
+                # filled pay for nothing more. A remote sender has no store (the driver checks).
+                if self.store is not None and self.store.write_failed is not None:
                     raise StoreWriteFailed(str(self.store.write_failed))
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 started = time.monotonic()
                 try:
-                    completion = await self._send_with_retries(messages, params)
-                    break
+                    return await self._send_with_retries(messages, params)
                 except LLMRequestFailed as exc:
                     # The endpoint went down while this request was being tried: it did not
                     # fail on its own merits, so wait for the endpoint and send it again.
@@ -289,14 +331,6 @@ class LLMClient:
                 finally:
                     self.in_flight -= 1
                     self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
-        completion.key = key
-        # Redacted before it is cached: the key (from the request) is unchanged, a rerun parses
-        # the same redacted text, and the cache never holds a finding.
-        completion = self._scrubbed(completion)
-        self.store.put_response(key, self.model, completion.to_cache())
-        self.stats["tokens_in"] += completion.tokens_in
-        self.stats["tokens_out"] += completion.tokens_out
-        return completion
 
     def _scrubbed(self, completion: Completion) -> Completion:
         if self.scrub is not None:
