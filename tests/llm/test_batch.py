@@ -202,3 +202,24 @@ def test_a_crash_between_upload_and_create_is_repaired(
             batch.status(store, fake.base_url)
         got = batch.collect(store, fake.base_url, None)
         assert got.succeeded == 1 and store.batch_request_counts() == {"succeeded": 1}
+
+
+@pytest.mark.slow  # a batch round trip: ~12 s on a loaded 2-core box
+def test_collected_answers_are_redacted_before_caching(
+        tmp_path: Path, seeds: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
+    """A batch answer holding a credential is redacted before it is cached, as a live one is."""
+    from secrets_corpus import LEAK
+
+    fake = fake_server(extra=["--leak", LEAK])
+    run = tmp_path / "run"
+    toml = tmp_path / "synth.toml"
+    toml.write_text("")
+    codes = run_batch_rounds(run, seeds, fake.base_url, toml)
+    assert codes[0] == 3 and codes[-1] == 0
+    assert json.loads((run / "batch" / "secrets.json").read_text())["mode"] == "redact"
+    needles = (LEAK.encode(), json.dumps(LEAK)[1:-1].encode())
+    for path in [p for p in run.rglob("*") if p.is_file()]:
+        assert not any(n in path.read_bytes() for n in needles), path
+    with RunStore(run) as store:
+        texts = [r[0] for r in store.db.execute("SELECT response FROM responses")]
+    assert texts and any("<API_KEY>" in t for t in texts)  # the token was there, redacted

@@ -69,16 +69,18 @@ def test_budget_stops_resumably_and_nothing_is_paid_twice(
         tmp_path: Path, seeds: Path, fake_server: Callable[..., FakeEndpoint]) -> None:
     fake = fake_server()
     run = tmp_path / "run"
+    # Output tokens priced 1000x input ones: each request may cost ~$0.0505 (50 output tokens
+    # at $1000/1M, the prompt's ~500 tokens at $1/1M: whatever the prompt's length) and costs
+    # ~$0.02 (the fake's usage, 20 output tokens): two fit in $0.075, one after the other.
     args = gen_args(run, seeds, "--no-discriminator", "--max-tokens", "50",
-                    "--price-in", "100", "--price-out", "100")
-    # each request may cost ~$0.03 (prompt + 50 tokens) and costs ~$0.003 (the fake's usage)
-    res = cli(*args, "--budget-usd", "0.045", base_url=fake.base_url)
+                    "--price-in", "1", "--price-out", "1000")
+    res = cli(*args, "--budget-usd", "0.075", base_url=fake.base_url)
     assert res.exit_code == 3, res.output
     assert "budget" in res.output and "rerun" in res.output
     with RunStore(run) as store:
         spent, _ = store.spent()
         first = store.count_responses()
-    assert 0 < spent <= 0.045 and 0 < first < 4
+    assert 0 < spent <= 0.075 and 0 < first < 4
     res = cli(*args, "--budget-usd", "1", base_url=fake.base_url)
     assert res.exit_code == 0, res.output
     sent = fake.requests()
