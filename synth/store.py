@@ -10,9 +10,10 @@ Layout of a run directory::
       rejects.jsonl    dropped records with stage, reason and raw LLM text
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
-      batch/           Batch API input files as uploaded (``synth batch``)
+      batch/           Batch API input files as uploaded (``synth batch``), and secrets.json:
+                       the secrets policy ``synth batch collect`` redacts the answers with
 
-The store also books every LLM attempt (``spend``: tokens and USD, failed ones too) and the
+The store books every LLM attempt (``spend``: tokens and USD, failed ones too) and the
 Batch API jobs of the run (``batches``, ``batch_requests``), so cost, budgets and batch status
 survive crashes and resumes.
 

@@ -144,7 +144,7 @@ def _adopt_orphans(store: RunStore, client: Any) -> None:
 
 
 def _rename(store: RunStore, old: str, new: str, status: str, counts: dict[str, int]) -> None:
-    with store.db:
+    with store._writing(), store.db:  # a full disk: StoreWriteFailed (exit 3), not a traceback
         store.db.execute("BEGIN")
         store.db.execute("UPDATE batches SET id = ?, status = ?, counts = ? WHERE id = ?",
                          (new, status, json.dumps(counts), old))
@@ -246,7 +246,7 @@ def read_results(store: RunStore, text: str, meter: CostMeter | None, result: Co
     scopes = store.batch_scopes()
     # One transaction per file: answers, their spend rows and their new state commit together,
     # so a crash mid-collect neither loses an answer nor books it twice on the next collect.
-    with store.db:
+    with store._writing(), store.db:
         store.db.execute("BEGIN")
         _read_lines(store, text, meter, submitted, scopes, done, failed, scrub)
         store.db.executemany("UPDATE batch_requests SET state = 'succeeded', error = NULL "
