@@ -348,7 +348,7 @@ def _submit(store: Any, collector: Any, base_url: str, llm: LLMConfig,
             f"{len(collector.requests)} requests are not cached ({new} newly queued); no "
             "endpoint: `synth batch submit --export FILE` writes them for vLLM's run_batch "
             "(or `synth batch submit --base-url URL`), `synth batch collect --output RESULTS` "
-            "reads the answers back; then rerun this command")
+            "reads the answers back; incomplete: then rerun this command to resume")
     ids = batch.submit(store, base_url, max_requests=llm.batch_max_requests,
                        max_bytes=llm.batch_max_bytes)
     counts = store.batch_request_counts()
@@ -359,8 +359,9 @@ def _submit(store: Any, collector: Any, base_url: str, llm: LLMConfig,
     if failed:
         msg += (f", {failed} failed or expired (`synth batch submit --retry-failed` resubmits "
                 "them, or rerun without --batch to send them live)")
-    raise BatchPending(msg + "; `synth batch status` / `synth batch collect`, then rerun "
-                       "this command")
+    # "incomplete", as every exit-3 message says: nothing is lost, a rerun resumes
+    raise BatchPending(msg + "; incomplete: `synth batch status` / `synth batch collect`, then "
+                       "rerun this command to resume")
 
 
 def _description(tasks: dict[str, Any], mix: dict[str, float] | None) -> str:
