@@ -22,8 +22,9 @@ The tree::
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
     │   ├── BudgetExhausted      --budget-usd / --budget-tokens reached
     │   └── BatchPending         requests wait on Batch API jobs (collect, then rerun)
-    └── SandboxError           generated code cannot be executed safely
-        └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    ├── SandboxError           generated code cannot be executed safely
+    │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    └── HubError               the dataset could not be uploaded to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -110,3 +111,7 @@ class SandboxError(SynthError):
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class HubError(SynthError):
+    """The dataset could not be uploaded to the Hugging Face Hub."""
