@@ -20,6 +20,8 @@ The tree::
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
     │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
+    │   ├── BudgetExhausted      --budget-usd / --budget-tokens reached
+    │   └── BatchPending         requests wait on Batch API jobs (collect, then rerun)
     ├── ExecutorUnavailable    --executor ray: Ray is missing, or cannot start / be reached
     ├── SandboxError           generated code cannot be executed safely
     │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
@@ -94,6 +96,14 @@ class StoreWriteFailed(StoreError, Incomplete):
     """A write to the run directory failed mid-run (disk full, read-only, I/O error)."""
 
     exit_code = 3
+
+
+class BudgetExhausted(Incomplete):
+    """The next request could exceed ``--budget-usd`` or ``--budget-tokens``."""
+
+
+class BatchPending(Incomplete):
+    """Requests were handed to the Batch API; collect them, then rerun."""
 
 
 class SandboxError(SynthError):

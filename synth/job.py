@@ -25,6 +25,7 @@ interruption propagates so the command line exits with 130 (143 for SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -208,22 +209,29 @@ class Job:
 
     # -- endpoint ----------------------------------------------------------------------------
 
-    def client(self) -> Any:
+    def client(self, offline: bool = False, assume_embedded: bool = False) -> Any:
         """The checked LLM client of this job (the endpoint is opened on the first call).
 
-        Records the resolved endpoint (URL without credentials, model) in config.json.
+        Records the resolved endpoint (URL without credentials, model) in config.json, and the
+        client's admission (window, limits, budget) and cost in stats.json. ``offline``: no
+        endpoint is opened or contacted (dry runs, queue-only ``--batch``).
         """
         if self._client is None:
+            from synth.llm.cost import run_cost
             from synth.llm.endpoint import connect
 
             conn = connect(self._stack, self.llm, self.run_dir, self.store, self.ctx.stats.llm,
-                           self.ctx.loop)
+                           self.ctx.loop, offline=offline, assume_embedded=assume_embedded)
             self._client, self.embedded = conn.client, conn.embedded
             attach(self.secrets, self.ctx, self._client)  # replies redacted before caching
             # Cache misses go out through the executor (Ray: sender actors holding slices of
             # the limits); replies come back here and are redacted and journaled before use.
             self._client.transport = self.executor.llm_transport(conn.client.base_url, self.llm)
             self.config |= as_dict(conn.config)
+            admission = conn.client.admission
+            self.ctx.stats.extra["admission"] = admission.snapshot  # window, limits, budget
+            self.ctx.stats.extra["cost"] = functools.partial(run_cost, self.store,
+                                                             admission.meter)
         return self._client
 
     # -- running -----------------------------------------------------------------------------
