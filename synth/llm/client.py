@@ -1,15 +1,16 @@
 """The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
 
-Every call goes ``cache → health gate → rate limiter → semaphore → HTTP (with retries) → cache
-write``. The response is journaled in the run store *before* the caller sees it, so a crash after
-the reply arrived never pays for it twice, and a rerun of the same command sends only what is not
-cached. The health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down
-instead of letting every record burn its retries, and stops the run after ``--max-outage``.
+Every call goes ``cache → health gate → admission → HTTP (with retries) → cache write``.
+Admission (:mod:`synth.llm.limits`: budget, adaptive concurrency window, RPM/TPM from the
+provider's headers, cost of every attempt) is called before and after each attempt. The response
+is journaled in the run store *before* the caller sees it, so a crash after the reply arrived
+never pays for it twice, and a rerun of the same command sends only what is not cached. The
+health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down instead of
+letting every record burn its retries, and stops the run after ``--max-outage``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import hashlib
 import json
@@ -18,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import openai
@@ -38,8 +39,9 @@ from synth.errors import (
     ModelNotFound,
     StoreWriteFailed,
 )
+from synth.llm.cost import Budget, CostMeter
 from synth.llm.health import gate_for
-from synth.llm.ratelimit import TokenBucket, count_tokens
+from synth.llm.limits import Admission
 from synth.store import RunStore
 
 log = logging.getLogger("synth.llm")
@@ -119,6 +121,18 @@ class LLMRequestFailed(Exception):
         self.status = status
 
 
+class Transport(Protocol):
+    """Sends a request the cache could not answer and returns the completion.
+
+    ``stats`` is the calling client's counters: a transport adds what the remote side counted
+    (requests, retries, failed_requests, request_ms). Raises what :meth:`LLMClient.fetch`
+    raises.
+    """
+
+    async def send(self, model: str, messages: list[Message], params: SamplingParams,
+                   stats: Counter[str]) -> Completion: ...
+
+
 def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
     """sha256 of everything that determines the answer."""
     blob = json.dumps({"model": model, "messages": messages, "params": params.to_request(),
@@ -191,11 +205,17 @@ class LLMClient:
         config: concurrency, timeouts, retry bounds, rate limits.
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
         http_client: optional httpx client (tests pass one with a ``MockTransport``).
+        admission: the admission object (default: one built from ``config``).
+
+    ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
+    fails with reason ``deferred`` instead of being sent (Batch API submission, dry runs).
     """
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 admission: Admission | None = None,
+                 transport: Transport | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
@@ -205,14 +225,17 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
                                           timeout=config.timeout_s,
                                           http_client=http_client)  # type: ignore[arg-type]
-        self._sem = asyncio.Semaphore(config.concurrency)
-        self._rpm = TokenBucket(config.rpm) if config.rpm else None
-        self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.admission = admission or default_admission(config, store)
+        self.defer: Callable[[str, dict[str, Any]], None] | None = None
         self.gate = gate_for(base_url, config.max_outage_s)
         self.in_flight = 0
         self.max_in_flight = 0
         # Reply text filter (secrets redaction), applied before caching and on cache hits.
         self.scrub: Callable[[str], str] | None = None
+        # Where cache misses go: None sends them from here; an executor's transport (a Ray
+        # actor pool holding slices of the limits) sends them elsewhere. Either way the reply
+        # comes back here, is redacted, and is journaled in this store before it is used.
+        self.transport = transport
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -263,39 +286,72 @@ class LLMClient:
         if hit is not None:
             self.stats["cache_hits"] += 1
             return self._scrubbed(Completion.from_cache(hit, key))
-        if self._rpm is not None:
-            await self._rpm.acquire(1)
-        if self._tpm is not None:
-            prompt = "\n".join(m.get("content", "") for m in messages)
-            await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
-        while True:
-            await self.gate.admit()
-            epoch = self.gate.epoch
-            async with self._sem:
-                if self.store.write_failed is not None:  # a full disk: pay for nothing more
-                    raise StoreWriteFailed(str(self.store.write_failed))
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                started = time.monotonic()
-                try:
-                    completion = await self._send_with_retries(messages, params)
-                    break
-                except LLMRequestFailed as exc:
-                    # The endpoint went down while this request was being tried: it did not
-                    # fail on its own merits, so wait for the endpoint and send it again.
-                    if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
-                        raise
-                    self.stats["outage_resends"] += 1
-                finally:
-                    self.in_flight -= 1
-                    self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+        if self.defer is not None:
+            self.defer(key, {"model": self.model, "messages": messages, **params.to_request()})
+            raise LLMRequestFailed("deferred", "not cached; handed to the batch, not sent")
+        if self.store.write_failed is not None:  # a full disk: pay for nothing more
+            raise StoreWriteFailed(str(self.store.write_failed))
+        if self.transport is not None:
+            completion = await self._remote(messages, params, key)
+        else:
+            completion = await self.fetch(messages, params, key)
         completion.key = key
-        # Redacted before it is cached: the key (from the request) is unchanged, a rerun parses
-        # the same redacted text, and the cache never holds a finding.
+        # Redacted here, in the driver, before it is cached, whatever sent it: the key (from
+        # the request) is unchanged, a rerun parses the same redacted text, and the cache
+        # never holds a finding.
         completion = self._scrubbed(completion)
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
         self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    async def fetch(self, messages: list[Message], params: SamplingParams,
+                    key: str = "") -> Completion:
+        """One request over the wire under this client's admission, without the cache.
+
+        The health gate, admission before and after every attempt (window, RPM/TPM, cost,
+        budget), bounded retries (a request that failed because the endpoint went down is
+        sent again once it is back). An executor's remote sender
+        (:mod:`synth.executors.ray`) calls this with its slice of the limits; the caller
+        redacts and journals the result.
+        """
+        while True:
+            await self.gate.admit()
+            epoch = self.gate.epoch
+            # A remote sender has no store (the driver checks it).
+            if self.store is not None and self.store.write_failed is not None:
+                raise StoreWriteFailed(str(self.store.write_failed))
+            started = time.monotonic()
+            try:
+                return await self._send_with_retries(messages, params, key)
+            except LLMRequestFailed as exc:
+                # The endpoint went down while this request was being tried: it did not
+                # fail on its own merits, so wait for the endpoint and send it again.
+                if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
+                    raise
+                self.stats["outage_resends"] += 1
+            finally:
+                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+
+    async def _remote(self, messages: list[Message], params: SamplingParams,
+                      key: str) -> Completion:
+        """A miss sent by the executor's transport, inside this (the driver's) admission.
+
+        The job-wide window, RPM/TPM, cost and budget are kept here, so they hold for the
+        whole job however many senders there are; each sender retries within its own slice.
+        """
+        assert self.transport is not None
+        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
+        try:
+            completion = await self.transport.send(self.model, messages, params, self.stats)
+        except LLMRequestFailed as exc:
+            await self.admission.release(ticket, self.model, exc.status, None, None, exc)
+            raise
+        except BaseException as exc:
+            await self.admission.release(ticket, self.model, None, None, None, exc)
+            raise
+        await self.admission.release(ticket, self.model, 200, None,
+                                     (completion.tokens_in, completion.tokens_out))
         return completion
 
     def _scrubbed(self, completion: Completion) -> Completion:
@@ -323,8 +379,8 @@ class LLMClient:
         exc = state.outcome.exception() if state.outcome else None
         log.debug("retrying after %s (attempt %d)", exc.__class__.__name__, state.attempt_number)
 
-    async def _send_with_retries(self, messages: list[Message],
-                                 params: SamplingParams) -> Completion:
+    async def _send_with_retries(self, messages: list[Message], params: SamplingParams,
+                                 key: str = "") -> Completion:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_attempts),
             wait=self._wait,
@@ -335,7 +391,7 @@ class LLMClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    completion = await self._send(messages, params)
+                    completion = await self._admitted(messages, params, key)
                     self.gate.success()
                     return completion
         except openai.AuthenticationError as exc:
@@ -357,13 +413,36 @@ class LLMClient:
                                    status) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _send(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def _admitted(self, messages: list[Message], params: SamplingParams,
+                        key: str) -> Completion:
+        """One attempt between the two admission hooks (limits, window, cost, budget)."""
+        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            completion, headers = await self._send(messages, params)
+        except BaseException as exc:
+            self.in_flight -= 1
+            status = getattr(exc, "status_code", None)
+            response = getattr(exc, "response", None)
+            await self.admission.release(
+                ticket, self.model, status, getattr(response, "headers", None), None, exc,
+                retry_after_seconds(exc))
+            raise
+        self.in_flight -= 1
+        await self.admission.release(ticket, self.model, 200, headers,
+                                     (completion.tokens_in, completion.tokens_out))
+        return completion
+
+    async def _send(self, messages: list[Message],
+                    params: SamplingParams) -> tuple[Completion, Any]:
         self.stats["requests"] += 1
         try:
-            resp = await self._client.chat.completions.create(
+            raw = await self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages,  # type: ignore[arg-type]
                 **params.to_request(),
             )
+            resp = raw.parse()
         except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError
             self.stats["malformed_replies"] += 1
             raise MalformedReply(f"the endpoint's reply is not a chat completion: "
@@ -384,7 +463,22 @@ class LLMClient:
             tokens_in=usage.prompt_tokens if usage else 0,
             tokens_out=usage.completion_tokens if usage else 0,
             logprobs=logprobs,
-        )
+        ), raw.headers
+
+
+def default_admission(config: LLMConfig, store: RunStore | None) -> Admission:
+    """The admission of a client built from ``config``: window, limits, prices, budget.
+
+    Without a store (an executor's remote sender) there is no budget: the driver's client
+    keeps it, with the spend table, for the whole job.
+    """
+    budget = None
+    if store is not None and (config.budget_usd is not None or config.budget_tokens is not None):
+        spent_usd, spent_tokens = store.spent()
+        budget = Budget(config.budget_usd, config.budget_tokens, spent_usd, spent_tokens)
+    meter = CostMeter(store, config.price_in, config.price_out)
+    return Admission(config.concurrency, config.rpm, config.tpm, meter, budget,
+                     adaptive=config.adaptive)
 
 
 def _message(exc: BaseException) -> str:
