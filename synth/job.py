@@ -275,7 +275,7 @@ class Job:
         interrupted: KeyboardInterrupt | None = None
         finished = False
         stats: dict[str, Any] = {}
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt(self.ctx):
             try:
                 run_stages(records, list(stages), self.ctx,
                            total if total is not None else source.total,
@@ -302,17 +302,26 @@ class Job:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread, so it stops a run like Ctrl-C."""
+def _signals_as_interrupt(ctx: RunContext) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM stop a run: KeyboardInterrupt (``Terminated`` for SIGTERM)
+    is raised in the main thread, and also remembered on ``ctx``.
+
+    Remembered because Python prints and ignores an exception raised inside a weakref
+    callback or a ``__del__`` (asyncio drops every finished task from a WeakSet), so a Ctrl-C
+    landing there would be lost and the run would go on to exit 0; ``run_stages`` raises the
+    remembered one at the next record instead.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
+        ctx.interrupt = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        raise ctx.interrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)

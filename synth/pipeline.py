@@ -239,6 +239,14 @@ class RunContext:
         self.progress = progress or Progress()
         self.seed = seed
         self._runner: asyncio.Runner | None = None
+        # Set by the job's signal handler (Ctrl-C, SIGTERM); see check_interrupt.
+        self.interrupt: type[KeyboardInterrupt] | None = None
+
+    def check_interrupt(self) -> None:
+        """Raise the interruption a signal asked for, in case Python swallowed it where it
+        first landed (a weakref callback or ``__del__`` prints it and goes on)."""
+        if self.interrupt is not None:
+            raise self.interrupt
 
     @property
     def loop(self) -> asyncio.Runner:
@@ -382,6 +390,7 @@ class AsyncStage(Stage):
                     if result is not None:
                         yield result
                 done = set()
+                self.ctx.check_interrupt()
         finally:
             for task in done:  # siblings that failed with the error that stops the run
                 if not task.cancelled():
@@ -432,6 +441,7 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
                 put(record)
             kept += 1
             ctx.progress.advance(ctx.stats)
+            ctx.check_interrupt()
     finally:
         ctx.progress.close()
     return kept
