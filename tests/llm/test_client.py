@@ -209,3 +209,40 @@ def test_rpm_limit_spaces_requests(store: RunStore) -> None:
 
     run(burst())
     assert times[-1] - times[0] >= 0.25  # 4 requests at 10/s from empty take ~0.4 s
+
+
+def test_malformed_200_is_retried_then_rejected_as_llm_malformed(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(200, content=b'{"choices": [ {"mess')
+        return httpx.Response(200, json=chat_response("ok"))
+
+    assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
+    assert calls == 2
+
+    def always(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"choices": [ {"mess')
+
+    client = mock_client(always, store, max_attempts=3)
+    with pytest.raises(LLMRequestFailed) as info:
+        run(client.complete([{"role": "user", "content": "other"}], SamplingParams()))
+    assert info.value.reason == "llm_malformed"
+    assert client.stats["requests"] == 3 and client.stats["retries"] == 2
+
+
+def test_timeouts_are_retried(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json=chat_response("ok"))
+
+    assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
+    assert calls == 2
