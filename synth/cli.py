@@ -142,6 +142,47 @@ EmbedResponseOpt = Annotated[bool, typer.Option(
     "--embed-response", help="Embed instruction + response instead of the instruction.")]
 EmbedderOpt = Annotated[Path | None, typer.Option(
     help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", help="Dataset rows: raw (synth's columns), alpaca (instruction/input/output) or "
+    "messages (chat turns for TRL SFTTrainer / axolotl). Default raw.")]
+OutputFormatOpt = Annotated[str | None, typer.Option(
+    "--output-format", help="Dataset files: parquet (default, + a jsonl copy), jsonl, or arrow "
+    "(datasets.load_from_disk).")]
+LicenseAllowOpt = Annotated[str | None, typer.Option(
+    "--license-allow", help="Keep only records whose source licence is listed, e.g. "
+    "MIT,Apache-2.0 or 'permissive' ('unknown' to keep unread ones too).")]
+PushOpt = Annotated[str | None, typer.Option(
+    "--push-to-hub", help="Upload the dataset to this Hugging Face dataset repo (user/name); "
+    "token from $HF_TOKEN.")]
+PublicOpt = Annotated[bool, typer.Option(
+    "--public", help="With --push-to-hub: create the repo public (default private).")]
+
+
+def _output(toml: dict[str, Any], fmt: str | None, output_format: str | None,
+            license_allow: str | None, push: str | None, public: bool) -> Any:
+    """The dataset's output settings: flags over synth.toml's ``[output]`` over defaults."""
+    from synth.config import resolve
+    from synth.io.formats import OutputConfig
+    from synth.seeds.licenses import parse_allow
+
+    table = {k: v for k, v in (toml.get("output") or {}).items() if k != "dir"}
+    if "license_allow" in table:
+        table["license_allow"] = tuple(table["license_allow"])
+    return resolve(OutputConfig, "output", {"output": table}, {
+        "format": fmt, "output_format": output_format,
+        "license_allow": parse_allow(license_allow) if license_allow else None,
+        "push_to_hub": push, "public": public or None})
+
+
+def _push(output: Any, run_dir: Path) -> None:
+    """Upload RUN/dataset when --push-to-hub was given (after a run that finished)."""
+    if output.push_to_hub is None:
+        return
+    from synth.io.hub import push_to_hub
+
+    url = push_to_hub(run_dir / "dataset", output.push_to_hub, private=not output.public)
+    typer.echo(f"pushed {run_dir / 'dataset'} to {output.push_to_hub} "
+               f"({'public' if output.public else 'private'}): {url}")
 
 
 SecretsOpt = Annotated[str | None, typer.Option(
@@ -282,11 +323,13 @@ def seeds_extract(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    license_allow: LicenseAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
     from synth import jobs
     from synth.config import SeedsConfig, load_toml, parse_quota, resolve
     from synth.io.corpus import DatasetSource
+    from synth.seeds.licenses import parse_allow
 
     with errors(run_dir):
         cfg = resolve(SeedsConfig, "seeds", load_toml(config), {
@@ -299,7 +342,8 @@ def seeds_extract(
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
-        stats = jobs.extract(run_dir, list(paths or []), cfg, datasets)
+        stats = jobs.extract(run_dir, list(paths or []), cfg, datasets,
+                             license_allow=parse_allow(license_allow))
     details = ", ".join(f"{k}={v}" for k, v in stats["counts"].items())
     typer.echo(f"wrote {stats['seeds']} seeds to {run_dir / 'seeds.jsonl'} ({details})")
 
@@ -419,6 +463,11 @@ def generate(
     unsafe_exec: UnsafeOpt = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
     from synth import jobs
@@ -451,9 +500,12 @@ def generate(
             "max_outage_s": max_outage})
         secrets_cfg = resolve(SecretsConfig, "secrets", toml,
                               _secrets_cli(secrets, secrets_allow))
+        output = _output(toml, fmt, output_format, license_allow, push_to_hub, public)
         stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox,
-                              secrets=secrets_cfg)
+                              secrets=secrets_cfg, output=output)
     finished(stats, run_dir)
+    with errors(run_dir):
+        _push(output, run_dir)
 
 
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
@@ -462,7 +514,8 @@ def generate(
 def _filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
              score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
              llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
-             secrets_cli: dict[str, Any] | None = None) -> None:
+             secrets_cli: dict[str, Any] | None = None,
+             output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
     from synth import jobs
     from synth.config import (
         LLMConfig,
@@ -482,9 +535,12 @@ def _filters(command: str, source: Path | None, run_dir: Path, config: Path | No
         llm = resolve(LLMConfig, "llm", toml, llm_cli)
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
         secrets = resolve(SecretsConfig, "secrets", toml, secrets_cli or {})
+        output = _output(toml, *output_cli)
         stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
-                             secrets=secrets)
+                             secrets=secrets, output=output)
     finished(stats, run_dir)
+    with errors(run_dir):
+        _push(output, run_dir)
 
 
 def _score_cli(complexity: bool, quality: bool, tests: bool, num_tests: int | None,
@@ -521,13 +577,19 @@ def score(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Score samples: heuristics always; DEITA complexity/quality and XCoder tests on request."""
     _filters("score", input, run_dir, config,
              _score_cli(complexity, quality, tests, num_tests, test_timeout, templates), None,
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-             _secrets_cli(secrets, secrets_allow))
+             _secrets_cli(secrets, secrets_allow),
+             (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command()
@@ -545,12 +607,18 @@ def select(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Keep the best-scored samples whose embeddings are not too similar (DEITA Repr Filter)."""
     _filters("select", input, run_dir, config, None,
              _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                          embed_response, embedder), {}, {},
-             _secrets_cli(secrets, secrets_allow))
+             _secrets_cli(secrets, secrets_allow),
+             (fmt, output_format, license_allow, push_to_hub, public))
 
 
 @app.command("filter")
@@ -579,6 +647,11 @@ def filter_(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Score then select, on synth's output or any instruction dataset (--input)."""
     _filters("filter", input, run_dir, config,
@@ -587,7 +660,8 @@ def filter_(
                          embed_response, embedder),
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
-             _secrets_cli(secrets, secrets_allow))
+             _secrets_cli(secrets, secrets_allow),
+             (fmt, output_format, license_allow, push_to_hub, public))
 
 
 # -- decontamination and leakage -------------------------------------------------------------
@@ -639,21 +713,29 @@ def decontam(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    fmt: FormatOpt = None,
+    output_format: OutputFormatOpt = None,
+    license_allow: LicenseAllowOpt = None,
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
 ) -> None:
     """Remove samples that contain benchmark problems (exact substrings and n-gram overlap)."""
     from synth import jobs
-    from synth.config import SecretsConfig, resolve
+    from synth.config import SecretsConfig, load_toml, resolve
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
     with errors(run_dir):
+        output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
         summary = jobs.decontam(
             input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None,
             allow=_allow_list(allow, no_default_allow), progress=_progress(),
-            secrets=resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow)))
+            secrets=resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow)),
+            output=output)
+        _push(output, run_dir)
     dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
                f"(dropped: {dropped}) → {run_dir / 'dataset'}")
@@ -761,3 +843,53 @@ def prompts_show(
     typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
+
+
+# -- report / inspect (issue 12) ------------------------------------------------------------
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory holding a dataset.")],
+    push_to_hub: PushOpt = None,
+    public: PublicOpt = False,
+) -> None:
+    """Rebuild the dataset card (README.md) and its plots from the run directory."""
+    import time
+
+    from synth.config import load_toml
+    from synth.report import build_report
+
+    with errors():
+        t0 = time.monotonic()
+        built = build_report(run)
+        took = time.monotonic() - t0
+        if push_to_hub is not None:
+            _push(_output(load_toml(None), None, None, None, push_to_hub, public), run)
+    plots = ", ".join(p.name for p in built["plots"])
+    typer.echo(f"wrote {built['card']} and {plots} for {built['rows']} rows in {took:.2f} s")
+
+
+@app.command()
+def inspect(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    rejects: Annotated[bool, typer.Option(
+        "--rejects", help="Show rejected records with their raw LLM output.")] = False,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    lang: Annotated[str | None, typer.Option(help="Only this language.")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="Only rejects with this reason or stage (implies --rejects).")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many samples to show.")] = 5,
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Show the seed code.")] = True,
+) -> None:
+    """Print samples of a run's dataset (or its rejects) readably, code highlighted."""
+    from rich.console import Console
+
+    from synth.io.inspect import inspect_run
+
+    console = Console(highlight=False, soft_wrap=False)
+    with errors():
+        shown = inspect_run(run, console, rejects=rejects, task=task, lang=lang, reason=reason,
+                            n=n, show_seed=seed)
+    if not shown:
+        typer.secho("no matching samples", fg=typer.colors.YELLOW, err=True)

@@ -20,8 +20,9 @@ The tree::
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
     │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
-    └── SandboxError           generated code cannot be executed safely
-        └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    ├── SandboxError           generated code cannot be executed safely
+    │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
+    └── HubError               the dataset could not be uploaded to the Hugging Face Hub
 """
 
 from __future__ import annotations
@@ -100,3 +101,7 @@ class SandboxError(SynthError):
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class HubError(SynthError):
+    """The dataset could not be uploaded to the Hugging Face Hub."""

@@ -93,9 +93,27 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
-    """``[output]``: where the final dataset is copied (default RUN/dataset)."""
+    """``[output]``: where the final dataset is copied (default RUN/dataset) and how it is
+    written (the keys of :class:`synth.io.formats.OutputConfig`, as the command flags)."""
 
     dir: str | None = None
+    format: str = "raw"
+    output_format: str = "parquet"
+    system: str = ""
+    license_allow: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        self.dataset().validate()
+
+    def dataset(self, last: bool = True) -> Any:
+        """The dataset writer's settings: the formats for the last step's dataset (the one
+        copied out); earlier steps write raw parquet, which the next step reads back."""
+        from synth.io.formats import OutputConfig as Formats
+
+        if not last:
+            return Formats(license_allow=tuple(self.license_allow))
+        return Formats(format=self.format, output_format=self.output_format,
+                       system=self.system, license_allow=tuple(self.license_allow))
 
 
 def _tuples(cls: type[Any], table: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +215,8 @@ class Flow:
         self.decontam = (resolve(DecontamConfig, "decontam", {"decontam": _tuples(
             DecontamConfig, toml["decontam"])}, {}) if "decontam" in toml else None)
         self.select = resolve(SelectConfig, "select", toml, {}) if "select" in toml else None
-        self.output = resolve(OutputConfig, "output", toml, {})
+        self.output = resolve(OutputConfig, "output", {"output": _tuples(
+            OutputConfig, toml.get("output", {}))}, {})
         if self.generate.task == "evol":
             raise ConfigError("synth run makes samples from seeds; run `synth generate --task "
                               "evol` on a dataset instead")
@@ -239,7 +258,9 @@ class Flow:
             add("coreset", {k: v for k, v in dataclasses.asdict(self.coreset).items()
                             if k not in ("device", "batch_size")}, run / "coreset.jsonl")
         llm = {k: v for k, v in dataclasses.asdict(self.llm).items() if k not in _RUN_KNOBS}
-        gen: dict[str, Any] = {"generate": dataclasses.asdict(self.generate), "llm": llm}
+        output = {k: v for k, v in dataclasses.asdict(self.output).items() if k != "dir"}
+        gen: dict[str, Any] = {"generate": dataclasses.asdict(self.generate), "llm": llm,
+                               "output": output}
         if self.generate.verify != "off":  # verdicts depend on the sandbox's limits
             gen["sandbox"] = dataclasses.asdict(self.sandbox)
         if "secrets" in self.toml:  # only then: fingerprints of configs without it stay put
@@ -368,21 +389,28 @@ class Flow:
         if step.name == "generate":
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
             stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out,
-                                  sandbox=self.sandbox, secrets=self.secrets)
+                                  self._output(step), sandbox=self.sandbox,
+                                  secrets=self.secrets)
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
-                                 self.sandbox, progress, step.out, secrets=self.secrets)
+                                 self.sandbox, progress, step.out, secrets=self.secrets,
+                                 output=self._output(step))
         elif step.name == "decontam":
             stats = self._decontam(jobs, dataset, step.out, progress)
         else:
             stats = jobs.filters(run, dataset, "select", None, self.select, self.llm, None,
-                                 progress, step.out, secrets=self.secrets)
+                                 progress, step.out, secrets=self.secrets,
+                                 output=self._output(step))
         left = int(stats.get("left_to_retry", 0))
         if left:  # not done: no step.json, so the rerun resumes this step from the cache
             raise Incomplete(f"step {step.name}: {left} records left to retry after endpoint "
                              "failures; rerun the same command to resume")
         return (f"kept {stats['kept']}, rejected {stats['rejected']} "
                 f"({stats.get('llm', {}).get('requests', 0)} requests)")
+
+    def _output(self, step: Step | None) -> Any:
+        """The output settings of ``step``'s dataset: the formats only for the last step."""
+        return self.output.dataset(last=step is not None and step is self.steps[-1])
 
     def _decontam(self, jobs: Any, dataset: Path | None, out: Path,
                   progress: Any) -> dict[str, Any]:
@@ -397,7 +425,8 @@ class Flow:
             methods=cfg.methods, threshold=cfg.threshold, sizes=cfg.ngram,
             train_fields=cfg.train_fields, test_fields=cfg.test_fields,
             allow=(DEFAULT_ALLOW if cfg.default_allow else ()) + cfg.allow, progress=progress,
-            out_dir=out, secrets=self.secrets)
+            out_dir=out, secrets=self.secrets,
+            output=self._output(self.steps[-1] if out == self.steps[-1].out else None))
         dropped = sum(summary["dropped"].values())
         return {"kept": summary["kept"], "rejected": dropped, "llm": {}}
 
@@ -483,6 +512,9 @@ tau = 0.9                       # cosine similarity ceiling between kept samples
 
 [output]
 # dir = "runs/demo/dataset"     # default RUN/dataset
+# format = "messages"           # raw (default), alpaca, or messages (chat turns for TRL/axolotl)
+# output_format = "parquet"     # parquet (+ a jsonl copy), jsonl, or arrow
+# license_allow = ["permissive"]   # keep only seeds under these licences (SPDX ids)
 
 [secrets]                       # keys, passwords, e-mail/IP addresses in seeds, rows, replies
 mode = "redact"                 # redact (typed placeholders), drop or off

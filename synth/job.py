@@ -108,7 +108,7 @@ class Sink:
         """Write the outputs (also after an interruption or error: ``interrupted`` True);
         returns the stats."""
         return write_outputs(job.ctx, job.config, job.title, interrupted, job.card_sections,
-                             job.description, job.out_dir)
+                             job.description, job.out_dir, job.output)
 
 
 class Job:
@@ -126,15 +126,19 @@ class Job:
         secrets: secrets/personal-data policy (a SecretsConfig or a SecretsPolicy; None: the
             default, redact). Every record is checked before the store keeps it, every LLM
             reply before it is cached; counts go to stats.json and a card section.
+        output: row/file format, licence allow-list, hub repo
+            (:class:`synth.io.formats.OutputConfig`); default raw parquet, every licence.
     """
 
     def __init__(self, run_dir: Path, command: str, *, llm: LLMConfig | None = None,
                  progress: Progress | None = None, seed: int = 0,
                  title: str | None = None, out_dir: Path | None = None,
-                 secrets: SecretsConfig | SecretsPolicy | None = None) -> None:
+                 secrets: SecretsConfig | SecretsPolicy | None = None,
+                 output: Any = None) -> None:
         self.run_dir = Path(run_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else self.run_dir
         self.command = command
+        self.output = output
         self.llm = llm or LLMConfig()
         self.progress = progress
         self.seed = seed
@@ -235,6 +239,10 @@ class Job:
         with what finished, then KeyboardInterrupt propagates.
         """
         sink = sink or Sink()
+        from synth.filters.licenses import license_stages
+
+        # --license-allow: the licence filter goes first, before any request is made.
+        stages = license_stages(self.output) + list(stages)
         records = iter(source.records)
         fields = source.fields
         if fields is None:

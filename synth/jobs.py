@@ -82,8 +82,10 @@ class SeedsSink(Sink):
 
 
 def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
-            datasets: Sequence[Any] = (), progress: Progress | None = None) -> dict[str, Any]:
-    """``synth seeds extract``: seeds from ``paths`` (default: the stdlib) and ``datasets``."""
+            datasets: Sequence[Any] = (), progress: Progress | None = None,
+            license_allow: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``synth seeds extract``: seeds from ``paths`` (default: the stdlib) and ``datasets``;
+    with ``license_allow``, only seeds of files under those licences."""
     from synth.seeds.corpus import default_corpus
     from synth.seeds.extract import extract_seeds
 
@@ -97,7 +99,7 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
              secrets=SecretsConfig(cfg.secrets, tuple(cfg.secrets_allow))) as job:
         sink = SeedsSink(Path(run_dir), roots, datasets, cfg, counts)
         try:
-            records = extract_seeds(roots, cfg, counts, datasets, sink.index)
+            records = extract_seeds(roots, cfg, counts, datasets, sink.index, license_allow)
             return job.run(Source(records, frozenset({"seed", "lang", "provenance"})), [], sink)
         except BaseException:
             if not sink._fh.closed:  # failed before the sink closed: leave nothing half-made
@@ -224,7 +226,8 @@ def verify_mode(gen: GenerateConfig, tasks: dict[str, Any], embedded: bool) -> s
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
              progress: Progress | None = None, out_dir: Path | None = None,
              sandbox: SandboxConfig | None = None,
-             secrets: SecretsConfig | None = None) -> dict[str, Any]:
+             secrets: SecretsConfig | None = None,
+             output: Any = None) -> dict[str, Any]:
     """``synth generate``: seeds → the task's prompts → LLM (+ verify step and discriminator
     loop) → dataset.
 
@@ -252,7 +255,8 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
     policy = policy_for(secrets)
     source = generate_source(run_dir, gen, seeds, policy)
     with Job(run_dir, "generate", llm=llm, progress=progress, seed=gen.seed,
-             title=f"synth {gen.task} dataset", out_dir=out_dir, secrets=policy) as job:
+             title=f"synth {gen.task} dataset", out_dir=out_dir, secrets=policy,
+             output=output) as job:
         memory = ExampleMemory(job.store, gen.memory_size, gen.memory_policy, gen.few_shot,
                                gen.seed)
         for path in gen.memory_seed:
@@ -323,7 +327,7 @@ def filters(run_dir: Path, source: Path | None, command: str,
             score: ScoreConfig | None = None, select: SelectConfig | None = None,
             llm: LLMConfig | None = None, sandbox: SandboxConfig | None = None,
             progress: Progress | None = None, out_dir: Path | None = None,
-            secrets: SecretsConfig | None = None) -> dict[str, Any]:
+            secrets: SecretsConfig | None = None, output: Any = None) -> dict[str, Any]:
     """``synth score``/``select``/``filter``: score and/or select the records of ``source``.
 
     Heuristic scores are cheap and deterministic, so select computes them too and can rank a
@@ -334,7 +338,7 @@ def filters(run_dir: Path, source: Path | None, command: str,
     path = input_path(run_dir, source)
     score = score or ScoreConfig()
     with Job(run_dir, command, llm=llm, progress=progress, out_dir=out_dir,
-             secrets=secrets) as job:
+             secrets=secrets, output=output) as job:
         box = None
         if score.tests:  # before any request: refuse early without isolation
             from synth.sandbox import Sandbox
@@ -390,7 +394,7 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
              string_fields: Sequence[str] | None = None,
              allow: Sequence[str] | None = None,
              progress: Progress | None = None, out_dir: Path | None = None,
-             secrets: SecretsConfig | None = None) -> dict[str, Any]:
+             secrets: SecretsConfig | None = None, output: Any = None) -> dict[str, Any]:
     """``synth decontam``: drop samples that contain benchmark problems.
 
     Writes the kept records to ``RUN/dataset`` (with a decontamination section in the card),
@@ -401,7 +405,6 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
         DEFAULT_ALLOW,
         ExactDecontam,
         NgramDecontam,
-        decontam_markdown,
         summary,
     )
     from synth.filters.fields import SAMPLE_FIELDS
@@ -428,19 +431,17 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
         "string_fields": list(string_fields or []) or None, "allow": list(allow),
     }
     with Job(run_dir, "decontam", progress=progress,
-             title="synth decontaminated dataset", out_dir=out_dir, secrets=secrets) as job:
+             title="synth decontaminated dataset", out_dir=out_dir, secrets=secrets,
+             output=output) as job:
         job.config |= config
         out: dict[str, Any] = {}
 
         def section(interrupted: bool) -> None:
             out.update(summary(job.ctx.stats.to_dict(), stages, job.config))
-            job.card_sections.append(decontam_markdown(out))
-
-        def write(stats: dict[str, Any]) -> None:
-            out["kept"] = stats["kept"]
+            out["kept"] = job.store.count_results("kept")
+            # Before the outputs: the card's decontamination section is read from this file.
             write_json(job.out_dir / "decontam.json", out)
 
         job.before_outputs(section)
-        job.after_outputs(write)
         job.run(Source.dataset(Path(input_path), materialize=True, secrets=job.secrets), stages)
     return out

@@ -390,16 +390,22 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
 
 def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupted: bool = False,
                   card_sections: list[str] | None = None,
-                  description: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """Write the outputs from the store: dataset, rejects, stats, config.
+                  description: str | None = None, out_dir: Path | None = None,
+                  output: Any = None) -> dict[str, Any]:
+    """Write the outputs from the store: dataset, rejects, stats, config, card and plots.
 
-    They go to ``out_dir`` (default: the run directory). Called at the end of every run, also
-    after Ctrl-C or an error, so everything that finished is on disk. Returns the stats
-    written to ``stats.json``.
+    They go to ``out_dir`` (default: the run directory). ``output`` (a
+    :class:`synth.io.formats.OutputConfig`) says the row and file format. The card and its
+    plots are built last, from the output directory alone (:func:`synth.report.build_report`,
+    what ``synth report`` reruns). Called at the end of every run, also after Ctrl-C or an
+    error, so everything that finished is on disk. Returns the stats written to ``stats.json``.
     """
-    from synth.io.dataset import dataset_card, write_dataset, write_rejects
+    from synth.io.dataset import write_dataset, write_rejects
+    from synth.io.formats import OutputConfig
     from synth.llm.client import RETRYABLE_REASONS
+    from synth.report import CARD_FILE, build_report, card_facts
 
+    output = output or OutputConfig()
     store = ctx.store
     stats = ctx.stats.to_dict()
     stats["kept"] = store.count_results("kept")
@@ -411,12 +417,14 @@ def write_outputs(ctx: RunContext, config: dict[str, Any], title: str, interrupt
     stats["left_to_retry"] = left
     stats["interrupted"] = interrupted
     out = out_dir or store.run_dir
+    config = config | {"output": output.as_config()}
     write_json(out / "config.json", config)
-    card = dataset_card(title, stats["kept"], stats, config, card_sections, description)
+    write_json(out / CARD_FILE, card_facts(config, title, description, card_sections))
     write_dataset((rec for _, _, rec in store.iter_results("kept")), out / "dataset",
-                  card, store.score_names())
+                  None, store.score_names(), output=output)
     write_rejects(store, out / "rejects.jsonl")
     write_json(out / "stats.json", stats)
+    build_report(out)
     return stats
 
 

@@ -72,6 +72,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("model", "str", "the generator model"),
     Column("template", "str", "the prompt template directory"),
     Column("template_hash", "str", "hash of the rendered templates (prompt version)"),
+    Column("license", "str", "licence of the seed's source (SPDX; unknown when not read)"),
     Column("answer_format", "str", "reply dialect of the last round (json or sections)"),
     Column("seed_id", "str", "id of the seed record"),
     Column("sample", "int", "sample index among the seed's samples"),
@@ -163,7 +164,9 @@ def to_row(record: Record, score_names: list[str]) -> dict[str, Any]:
             row["meta"] = _json(rest) if rest else None
             continue
         value = getattr(record, col.name) if col.where == "record" else meta.get(col.name)
-        if col.kind == "provenance":
+        if col.name == "license":
+            value = record_license(record)
+        elif col.kind == "provenance":
             prov = value or {}
             value = {name: prov.get(name) for name, _ in PROVENANCE} if prov else None
         elif col.kind == "json":
@@ -173,6 +176,15 @@ def to_row(record: Record, score_names: list[str]) -> dict[str, Any]:
         if key not in row:
             row[key] = value
     return row
+
+
+def record_license(record: Record) -> str:
+    """The licence a record carries: its ``license`` (a row read back), its seed's provenance,
+    or a foreign dataset's ``license`` column; ``unknown`` otherwise."""
+    prov = record.meta.get("provenance") or {}
+    extra = record.meta.get("extra") or {}
+    value = record.meta.get("license") or prov.get("license") or extra.get("license")
+    return str(value) if value else "unknown"
 
 
 def _decode(value: Any) -> Any:

@@ -33,6 +33,7 @@ from synth.io.corpus import DatasetSource, iter_dataset_sources
 from synth.records import Record, content_id
 from synth.seeds.corpus import SourceFile, iter_source_files
 from synth.seeds.dedup import Deduper
+from synth.seeds.licenses import LicenseDetector, allowed
 from synth.seeds.quality import gate
 from synth.seeds.units import file_unit, function_units, iter_unit_text
 
@@ -200,9 +201,26 @@ def _neg(hex_digest: str) -> str:
 _NEG_HEX = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
+def with_licenses(records: Iterable[Record], counts: Counter[str],
+                  allow: tuple[str, ...] = (),
+                  detector: LicenseDetector | None = None) -> Iterator[Record]:
+    """Put each seed's repository licence into its provenance (``license``); with ``allow``,
+    drop seeds whose licence is not on it, counted as ``drop_license_not_allowed``
+    (``drop_license`` is the quality gate's count of licence-header snippets)."""
+    detector = detector or LicenseDetector()
+    for record in records:
+        prov = record.meta["provenance"]
+        prov["license"] = detector.for_file(str(prov.get("root", "")), str(prov.get("path", "")))
+        if not allowed(prov["license"], allow):
+            counts["drop_license_not_allowed"] += 1
+            continue
+        yield record
+
+
 def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
                   datasets: Sequence[DatasetSource] = (),
-                  index: FileIndex | None = None) -> Iterator[Record]:
+                  index: FileIndex | None = None,
+                  license_allow: tuple[str, ...] = ()) -> Iterator[Record]:
     """Stream seeds from every usable file under ``roots`` and every row of ``datasets``.
 
     Units in ``cfg.mode`` pass the quality gates, then exact (whitespace-normalised) and near
@@ -214,7 +232,8 @@ def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
     sources = iter_sources(roots, cfg, counts, datasets)
     if index is not None:
         sources = map(index.add, sources)
-    units = (r for source in sources for r in units_from_file(source, cfg, counts))
+    units = with_licenses((r for source in sources for r in units_from_file(source, cfg, counts)),
+                          counts, license_allow)
     unique = dedup(units, Deduper(cfg.near_dedup), counts)
     for record in apply_quota(unique, cfg.quota, cfg.seed, counts):
         counts["seeds"] += 1

@@ -46,7 +46,9 @@ from synth.seeds.extract import (
     iter_sources,
     read_manifest,
     units_from_file,
+    with_licenses,
 )
+from synth.seeds.licenses import LicenseDetector
 
 CORESET_STATE = "coreset.json"
 CORESET_SEEDS = "coreset.jsonl"
@@ -163,6 +165,7 @@ def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
     fresh: list[Record] = []
     seen: set[tuple[str, str]] = set()
     index = FileIndex(run_dir)
+    licenses = LicenseDetector()
     try:
         for source in iter_sources(roots, cfg, counts, datasets):
             index.add(source)
@@ -176,7 +179,8 @@ def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
                     kept.append(record)
                 continue
             report.files["changed" if prev_sha is not None else "new"] += 1
-            fresh.extend(units_from_file(source, cfg, counts))
+            fresh.extend(with_licenses(units_from_file(source, cfg, counts), counts,
+                                       detector=licenses))
     except BaseException:
         index.discard()
         raise

@@ -21,7 +21,7 @@ def full_record() -> Record:
                        "file_sha256": "ab" * 32, "name": "Klass.method", "mode": "function"},
         "index": 7, "raw": {"output": "dropped: bookkeeping"},
         "custom_stage_key": {"nested": [1, 2, {"x": None}]},
-        "extra": {"license": "mit", "stars": 12},
+        "extra": {"origin": "mit", "stars": 12},
     }
     for col in schema.COLUMNS:
         if col.where != "meta" or col.name in ("provenance", "meta"):
@@ -51,7 +51,7 @@ def test_every_column_round_trips(tmp_path: Path, part: str) -> None:
     for key, value in record.meta.items():
         if key not in schema.INTERNAL_META:
             assert back.meta[key] == value, key
-    assert back.meta["extra"] == {"license": "mit", "stars": 12}
+    assert back.meta["extra"] == {"origin": "mit", "stars": 12}
     assert back.scores["complexity"] == 2.5 and math.isnan(back.scores["quality"])
     assert (back.id, back.seed, back.task, back.instruction, back.response) == (
         record.id, record.seed, record.task, record.instruction, record.response)
@@ -73,7 +73,10 @@ def test_foreign_dataset_keeps_its_extra_columns(tmp_path: Path) -> None:
         back = list(read_records(tmp_path / "out" / part))
         assert [(r.instruction, r.response) for r in back] == [("p1", "c1"), ("p2", "c2")]
         assert [r.meta["extra"] for r in back] == [
-            {k: v for k, v in row.items() if k not in ("prompt", "completion")} for row in rows]
+            {k: v for k, v in row.items() if k not in ("prompt", "completion", "license")}
+            for row in rows]
+        # a foreign licence column is synth's own license column
+        assert [r.meta["license"] for r in back] == ["apache-2.0", "mit"]
         assert [r.meta["provenance"] for r in back] == [r.meta["provenance"] for r in records]
     import pyarrow.parquet as pq
 

@@ -1,0 +1,230 @@
+"""Everything the dataset card says, rebuilt from the run directory alone.
+
+``write_outputs`` calls :func:`build_report` at the end of every run, and ``synth report RUN``
+calls it again later: both read only files of the run directory (``config.json``,
+``stats.json``, ``card.json``, ``seeds.manifest.json``, ``coreset.json``, ``decontam.json``,
+``tli*.json``, the dataset's data files and, for scores before selection, ``store.sqlite``
+read-only), so a rebuild writes the same README.md and byte-identical plots.
+
+``card.json`` keeps what only the running command knew: the card's title, description and extra
+sections, the exact command line, synth's version and the sha256 of the seeds file used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import sqlite3
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth.errors import InputError
+
+CARD_FILE = "card.json"
+SUMMARY_COLUMNS = ["lang", "task", "license", "model", "template", "template_hash", "scores",
+                   "instruction", "response", "output", "messages"]
+DATASET_DIR = "dataset"
+
+
+@dataclass
+class Summary:
+    """The numbers the card and the plots show, read once from the run directory."""
+
+    rows: int = 0
+    languages: list[tuple[str, int]] = field(default_factory=list)
+    tasks: list[tuple[str, int]] = field(default_factory=list)
+    licenses: list[tuple[str, int]] = field(default_factory=list)
+    models: list[tuple[str, int]] = field(default_factory=list)
+    templates: list[tuple[str, str, int]] = field(default_factory=list)
+    scores_after: dict[str, list[float]] = field(default_factory=dict)
+    scores_before: dict[str, list[float]] = field(default_factory=dict)
+    instruction_lengths: list[int] = field(default_factory=list)
+    response_lengths: list[int] = field(default_factory=list)
+    rejects: list[tuple[str, int]] = field(default_factory=list)
+
+
+# -- what the running command knows ----------------------------------------------------------
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as the user typed it, ``synth ...``, with URL passwords removed."""
+    args = list(sys.argv if argv is None else argv)
+    rest = args[1:] if args else []
+    if args and Path(args[0]).name not in ("synth", "__main__.py", "-m"):
+        rest = args
+    text = shlex.join(["synth", *rest])
+    return re.sub(r"(://)[^/@\s:]+(:[^/@\s]*)?@", r"\1", text)
+
+
+def sha256_file(path: Path) -> str | None:
+    """sha256 of a file's bytes (None when it does not exist)."""
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def card_facts(config: dict[str, Any], title: str, description: str | None,
+               sections: list[str] | None) -> dict[str, Any]:
+    """``card.json``: what the card needs that no other file of the run directory holds."""
+    from synth import __version__
+
+    seeds = config.get("seeds")
+    return {
+        "title": title, "description": description, "sections": list(sections or []),
+        "command": command_line(), "synth_version": __version__,
+        "seeds_file": seeds, "seeds_sha256": sha256_file(Path(seeds)) if seeds else None,
+        "input": config.get("input"),
+        "input_sha256": (sha256_file(Path(config["input"]))
+                         if config.get("input") and Path(config["input"]).is_file() else None),
+    }
+
+
+# -- reading the run directory ------------------------------------------------------------
+
+
+def _json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); rerun the command that wrote "
+                         "it") from exc
+
+
+def _counts(table: Any, name: str) -> list[tuple[str, int]]:
+    """``(value, rows)`` of a string column, most frequent first (null counts as "")."""
+    if name not in table.column_names:
+        return []
+    counts = table.column(name).value_counts().to_pylist()
+    merged: Counter[str] = Counter()
+    for item in counts:
+        merged["" if item["values"] is None else str(item["values"])] += item["counts"]
+    return sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _lengths(table: Any, fmt: str) -> tuple[list[int], list[int]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "messages" in table.column_names:
+        turns = pc.list_flatten(table.column("messages"))
+        if isinstance(turns, pa.ChunkedArray):
+            turns = turns.combine_chunks()
+        role = turns.field("role")
+        content = turns.field("content")
+        user = pc.utf8_length(pc.filter(content, pc.equal(role, "user")))
+        assistant = pc.utf8_length(pc.filter(content, pc.equal(role, "assistant")))
+        return user.to_pylist(), assistant.to_pylist()
+    response = "output" if "output" in table.column_names else "response"
+    if "instruction" not in table.column_names or response not in table.column_names:
+        return [], []
+    return (pc.utf8_length(table.column("instruction")).to_pylist(),
+            pc.utf8_length(table.column(response)).to_pylist())
+
+
+def _scores(table: Any) -> dict[str, list[float]]:
+    import pyarrow as pa
+
+    if "scores" not in table.column_names:
+        return {}
+    col = table.column("scores")
+    if not pa.types.is_struct(col.type):
+        return {}
+    combined = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    out = {}
+    for i in range(combined.type.num_fields):
+        name = combined.type.field(i).name
+        out[name] = [v for v in combined.field(i).to_pylist() if v is not None]
+    return out
+
+
+def _store_scores_rejected_at(run_dir: Path, stage: str) -> dict[str, list[float]]:
+    """Scores of the records the last invocation dropped at ``stage`` (read-only)."""
+    path = run_dir / "store.sqlite"
+    if not path.is_file():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        gen = db.execute("SELECT MAX(gen) FROM runs").fetchone()[0]
+        rows = db.execute(
+            "SELECT json_extract(record, '$.scores') FROM results "
+            "WHERE gen = ? AND status = 'rejected' AND stage = ? ORDER BY ord, id",
+            (gen, stage)).fetchall()
+    except sqlite3.DatabaseError:
+        return {}
+    finally:
+        db.close()
+    out: dict[str, list[float]] = {}
+    for (text,) in rows:
+        for name, value in (json.loads(text) if text else {}).items():
+            if value is not None:
+                out.setdefault(name, []).append(float(value))
+    return out
+
+
+def summarize(run_dir: Path) -> Summary:
+    """The card's numbers, from the dataset's data files, stats.json and the store."""
+    from synth.io.formats import read_table
+
+    dataset = run_dir / DATASET_DIR
+    # Only what the card shows: the seed, provenance and ids of 100k rows stay on disk.
+    table = read_table(dataset, columns=SUMMARY_COLUMNS)
+    stats = _json(run_dir / "stats.json") or {}
+    cols = table.column_names
+    s = Summary(rows=table.num_rows)
+    s.languages = _counts(table, "lang")
+    s.tasks = _counts(table, "task")
+    s.licenses = _counts(table, "license")
+    s.models = _counts(table, "model")
+    if "template" in cols and "template_hash" in cols:
+        pairs = table.group_by(["template", "template_hash"]).aggregate([([], "count_all")])
+        s.templates = sorted((str(t), str(h), int(n)) for t, h, n in zip(
+            pairs.column("template").to_pylist(), pairs.column("template_hash").to_pylist(),
+            pairs.column("count_all").to_pylist(), strict=True) if t is not None)
+    fmt = "messages" if "messages" in cols else ("alpaca" if "output" in cols else "raw")
+    s.instruction_lengths, s.response_lengths = _lengths(table, fmt)
+    s.scores_after = _scores(table)
+    if "select" in stats.get("stages", {}):
+        before = _store_scores_rejected_at(run_dir, "select")
+        s.scores_before = {k: s.scores_after.get(k, []) + before.get(k, [])
+                           for k in sorted(set(before) | set(s.scores_after))}
+    rejects = {f"{stage}: {reason}": n for stage, st in stats.get("stages", {}).items()
+               for reason, n in st.get("rejected", {}).items() if n}
+    s.rejects = sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0]))
+    return s
+
+
+def build_report(run_dir: Path) -> dict[str, Any]:
+    """Write ``dataset/README.md`` (the card) and ``dataset/plots/*.png`` from ``run_dir``.
+
+    Returns ``{"card": path, "plots": [paths], "rows": n}``.
+    """
+    from synth.io.card import render_card
+    from synth.io.formats import data_files
+    from synth.io.plots import PLOTS_DIR, draw_all
+
+    run_dir = Path(run_dir)
+    dataset = run_dir / DATASET_DIR
+    if not dataset.is_dir():
+        raise InputError(f"{dataset} does not exist: run generate/score/select/filter/decontam "
+                         "in this run directory first")
+    summary = summarize(run_dir)
+    files = data_files(dataset)
+    plots = draw_all(summary, dataset / PLOTS_DIR)
+    text = render_card(run_dir, summary, files, [f"{PLOTS_DIR}/{p}" for p in plots])
+    card = dataset / "README.md"
+    tmp = card.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(card)
+    return {"card": card, "plots": [dataset / PLOTS_DIR / p for p in plots],
+            "rows": summary.rows}
