@@ -8,8 +8,10 @@ core 0 where the machine has two or more; the clients run on core 1) answers, in
 - ``raw aiohttp``: a bare aiohttp + orjson loop with a semaphore (the wire's floor);
 - ``bare SDK``: ``openai.AsyncOpenAI`` with a semaphore (no cache, retries or accounting);
 - ``synth client``: synth's LLMClient (cache lookup, SQLite journal, retries, accounting);
-- ``synth generate``: ``synth generate --task codegen --no-discriminator`` as a subprocess
-  (seed sampling, prompt rendering, requests, parse, echo check, cache, dataset write);
+- ``synth generate``: ``synth generate --task codegen --no-discriminator --verify off`` as a
+  subprocess (seed sampling, prompt rendering, requests, parse, echo check, cache, dataset
+  write; no sandbox runs: the fake server's replies are no programs, and execution is not the
+  request path this measures);
 - ``curator``: bespokelabs-curator (backend openai), installed by this benchmark into its own
   virtualenv (default /tmp/curator-venv; never a dependency of synth); the row is skipped with
   the reason when it cannot be installed or run.
@@ -167,8 +169,8 @@ def make_seeds(tmp: Path, n: int) -> Path:
 
 def generate_cmd(url: str, seeds: Path, run_dir: Path, n: int, concurrency: int) -> list[str]:
     return ["-m", "synth", "generate", "--task", "codegen", "--no-discriminator",
-            "--base-url", url, "--model", MODEL, "--seeds", str(seeds), "--num", str(n),
-            "--concurrency", str(concurrency), "--run-dir", str(run_dir)]
+            "--verify", "off", "--base-url", url, "--model", MODEL, "--seeds", str(seeds),
+            "--num", str(n), "--concurrency", str(concurrency), "--run-dir", str(run_dir)]
 
 
 CURATOR_SCRIPT = """
