@@ -12,7 +12,8 @@ ceiling of a single Python core against a fast server. The SDK stays for the mod
 for the Files/Batch APIs other modules use). Status codes are classified here exactly as the
 SDK's exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not
 JSON are retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500
-"validation error" are ``llm_bad_request``; 401/403 and 404 end the run.
+"validation error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's
+HTTP(S)_PROXY / NO_PROXY apply as they did over the SDK's httpx client.
 """
 
 from __future__ import annotations
@@ -243,6 +244,8 @@ class AiohttpTransport:
         self.timeout_s = timeout_s
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # url -> (proxy, proxy auth) from HTTP(S)_PROXY / NO_PROXY, looked up once per URL
+        self._proxies: dict[str, tuple[Any, Any]] = {}
 
     def _get_session(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -263,14 +266,36 @@ class AiohttpTransport:
         import aiohttp
 
         session = self._get_session()
+        proxy, proxy_auth = self._proxy_for(url)
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers, proxy=proxy,
+                                    proxy_auth=proxy_auth) as resp:
                 return resp.status, resp.headers, await resp.read()
         except TimeoutError as exc:
             raise TransportFailure("APITimeoutError", "Request timed out.") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
             raise TransportFailure("APIConnectionError",
                                    f"Connection error: {exc.__class__.__name__}: {exc}") from exc
+
+    def _proxy_for(self, url: str) -> tuple[Any, Any]:
+        """The proxy the environment names for ``url`` (HTTP_PROXY/HTTPS_PROXY, NO_PROXY), as
+        the SDK's httpx client honoured them; (None, None) for none.
+
+        Looked up here once per URL rather than with the session's ``trust_env``: that does a
+        thread hop per request for the lookup, and a ~/.netrc entry for the host would collide
+        with our Authorization header.
+        """
+        hit = self._proxies.get(url)
+        if hit is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            try:
+                hit = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                hit = (None, None)
+            self._proxies[url] = hit
+        return hit
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

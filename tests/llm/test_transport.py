@@ -51,6 +51,8 @@ class Scripted:
         self.steps = steps
         self.times: list[float] = []
         self.bodies: list[dict[str, Any]] = []
+        self.heads: list[str] = []
+        self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -61,6 +63,7 @@ class Scripted:
                     if line.lower().startswith("content-length:"):
                         length = int(line.split(":", 1)[1])
                 raw = await reader.readexactly(length) if length else b""
+                self.heads.append(head.decode("latin-1"))
                 self.bodies.append(json.loads(raw) if raw else {})
                 self.times.append(time.monotonic())
                 step = self.steps[min(len(self.times) - 1, len(self.steps) - 1)]
@@ -85,18 +88,23 @@ class Scripted:
 
 
 def serve(steps: list[Step], store: RunStore,
-          body: Callable[[LLMClient], Awaitable[Any]], **config: Any) -> tuple[Any, Scripted]:
-    """Run ``body(client)`` against a scripted server; the client uses aiohttp."""
-    scripted = Scripted(steps)
+          body: Callable[[LLMClient], Awaitable[Any]], base_url: str | None = None,
+          scripted: Scripted | None = None, **config: Any) -> tuple[Any, Scripted]:
+    """Run ``body(client)`` against a scripted server; the client uses aiohttp.
+
+    ``base_url`` (default: the scripted server) may name another host, e.g. behind a proxy;
+    ``scripted`` passes a server made by the test (to read what it saw after a raise).
+    """
+    scripted = scripted or Scripted(steps)
     defaults: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.05,
                                 "max_attempts": 4}
     defaults.update(config)
 
     async def main() -> Any:
         server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = LLMClient(f"http://127.0.0.1:{port}/v1", "mock-model", store,
-                           LLMConfig(**defaults), Counter())
+        port = scripted.port = server.sockets[0].getsockname()[1]
+        url = (base_url or "http://127.0.0.1:{port}/v1").format(port=port)
+        client = LLMClient(url, "mock-model", store, LLMConfig(**defaults), Counter())
         try:
             return await body(client)
         finally:
@@ -208,3 +216,55 @@ def test_parse_completion_reads_logprobs_and_usage() -> None:
     with pytest.raises(LLMRequestFailed) as info:
         parse_completion(b'{"choices": []}')
     assert info.value.reason == "llm_empty"
+
+
+
+def _no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_env_proxy_is_honoured_as_the_sdk_did(store: RunStore,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY / NO_PROXY apply to chat completions as they did over the SDK's httpx."""
+    _no_env_proxy(monkeypatch)
+    # The scripted server plays the proxy: the request for a host that does not resolve
+    # reaches it in absolute form.
+    proxy = Scripted([ok("proxied")])
+
+    async def via_proxy(client: LLMClient) -> Any:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")  # read on first use
+        return await complete(client)
+
+    completion, _ = serve([], store, via_proxy, base_url="http://synth-proxy-test.invalid:9/v1",
+                          scripted=proxy)
+    assert completion.text == "proxied"
+    assert proxy.heads[0].startswith(
+        "POST http://synth-proxy-test.invalid:9/v1/chat/completions HTTP/1.1")
+    # NO_PROXY: a direct connection although HTTP_PROXY names a port nothing listens on
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    completion, s = serve([ok("direct")], store,
+                          lambda c: c.complete([{"role": "user", "content": "d"}],
+                                               SamplingParams()))
+    assert completion.text == "direct" and s.heads[0].startswith("POST /v1/chat/completions")
+
+
+def test_api_key_is_sent_and_never_logged(store: RunStore, monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    key = "sk-synth-test-4f9c2a7e1b"
+    monkeypatch.setenv("SYNTH_API_KEY", key)
+    _no_env_proxy(monkeypatch)
+    caplog.set_level("DEBUG")
+    # a 5xx, a reset and a garbled 200 (all retried), then a 401 that ends the run
+    scripted = Scripted([status(503), ("reset",), ("status", 200, {}, b"<html>"), status(401)])
+    with pytest.raises(AuthenticationFailed) as info:
+        serve([], store, complete, scripted=scripted, max_attempts=5)
+    assert len(scripted.heads) == 4
+    assert all(f"authorization: bearer {key}" in h.lower() for h in scripted.heads)
+    chain: BaseException | None = info.value
+    while chain is not None:  # the error, and every error it was raised from
+        assert key not in str(chain) and key not in repr(chain)
+        chain = chain.__cause__ or chain.__context__
+    assert key not in caplog.text
