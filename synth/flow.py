@@ -389,8 +389,8 @@ class Flow:
         if step.name == "generate":
             seeds = run / ("coreset.jsonl" if self.coreset.k > 0 else "seeds.jsonl")
             stats = jobs.generate(run, self.generate, self.llm, seeds, progress, step.out,
-                                  self._output(step), sandbox=self.sandbox,
-                                  secrets=self.secrets)
+                                  sandbox=self.sandbox, secrets=self.secrets,
+                                  output=self._output(step))
         elif step.name == "score":
             stats = jobs.filters(run, dataset, "score", self.score, None, self.llm,
                                  self.sandbox, progress, step.out, secrets=self.secrets,

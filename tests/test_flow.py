@@ -3,6 +3,7 @@ changed, and the same dataset as the commands chained by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -98,7 +99,11 @@ def test_run_equals_the_commands_chained_by_hand(flow_run: Path, fake: FakeEndpo
         res = synth(*args)
         assert res.exit_code == 0, (args, res.output)
     assert lines(hand / "dataset") == lines(run / "dataset")
-    assert len(lines(run / "dataset")) == 5
+    # The fake's instructions are near-duplicates, so how many survive τ depends on the corpus
+    # (this package's own seeds/ folder): at most the budget, and what select kept.
+    kept = len(lines(run / "dataset"))
+    select = json.loads((run / "steps" / "select" / "stats.json").read_text())
+    assert 1 <= kept <= 5 and select["stages"]["select"]["out"] == kept
     # every answer the chained commands needed was already in... their own cache: the fake
     # endpoint saw each distinct request once per run directory
     sent = fake.requests()[before:]
