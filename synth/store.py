@@ -178,9 +178,15 @@ class RunStore:
     def put_response(self, key: str, model: str, response: dict[str, Any]) -> None:
         """Journal one response; committed with the rest of this event-loop tick's burst.
 
-        Outside a running event loop it is committed at once.
+        Outside a running event loop it is committed at once; inside a transaction the caller
+        opened (a Batch API file collected in one transaction) it commits with that transaction.
         """
-        self._pending[key] = (key, model, _dumps(response), time.time())
+        row = (key, model, _dumps(response), time.time())
+        if self.db.in_transaction:
+            with self._writing():
+                self._insert_responses([row])
+            return
+        self._pending[key] = row
         if len(self._pending) >= self.PENDING_MAX:
             self.flush()
             return

@@ -246,3 +246,26 @@ def test_timeouts_are_retried(store: RunStore) -> None:
 
     assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
     assert calls == 2
+
+
+def test_responses_are_batched_per_tick_and_join_an_open_transaction(store: RunStore) -> None:
+    """A burst of responses in one event-loop tick is one commit, made durable before (or with)
+    the next record result; a response put inside a transaction the caller opened (a Batch API
+    file collected in one transaction) commits or rolls back with it."""
+    async def burst() -> int:
+        for i in range(5):
+            store.put_response(f"k{i}", "m", {"text": str(i)})
+        pending = len(store._pending)
+        await asyncio.sleep(0)  # the tick ends: the scheduled flush commits them together
+        return pending
+
+    assert run(burst()) == 5 and not store._pending and store.count_responses() == 5
+    with pytest.raises(RuntimeError), store.db:
+        store.db.execute("BEGIN")
+        store.put_response("rolled-back", "m", {"text": "x"})
+        raise RuntimeError("the caller's transaction fails")
+    assert store.get_response("rolled-back") is None
+    with store.db:
+        store.db.execute("BEGIN")
+        store.put_response("collected", "m", {"text": "y"})
+    assert store.get_response("collected") == {"text": "y"} and not store._pending
