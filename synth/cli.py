@@ -79,18 +79,55 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _progress() -> Any:
+def _progress(log_format: str = "text") -> Any:
     from synth.pipeline import default_progress
 
-    return default_progress()
+    if log_format not in ("text", "json"):
+        raise InputError(f"--log-format is text or json, got {log_format!r}")
+    return default_progress(log_format)
 
 
 # -- options shared by several commands (declared once) -------------------------------------
 
 RunDir = Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory (outputs, cache).")]
-InputOpt = Annotated[Path | None, typer.Option(
-    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory. "
-    "Default: RUN/dataset.")]
+InputOpt = Annotated[str | None, typer.Option(
+    "--input", "-i", help="Dataset to read: .jsonl, .json, .parquet or a dataset directory, "
+    "a path or a URI (s3://, gs://, hf://, file://). Default: RUN/dataset.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", help="Also upload RUN/dataset to this directory or URI (s3://, gs://, hf://, "
+    "file://: any fsspec filesystem).")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where the heavy work runs: local (this process) or ray.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray: auto (a running cluster), ray://HOST:10001 or a GCS address; "
+    "default: start a local Ray instance.")]
+ActorsOpt = Annotated[int | None, typer.Option(
+    "--actors", help="Ray: actors per pool (LLM senders, embedders); default one per node.")]
+
+
+@contextlib.contextmanager
+def _executing(name: str, address: str | None, actors: int | None) -> Iterator[None]:
+    """Jobs inside the block run on the executor ``name`` (closed at the end)."""
+    from synth.executors import get_executor, use
+
+    with get_executor(name, address, actors) as ex, use(ex):
+        yield
+
+
+def _local_input(value: str | None, run_dir: Path) -> Path | None:
+    """A local path for an input given as a path or a URI (copied into RUN/inputs)."""
+    from synth.storage import localize
+
+    return localize(value, run_dir) if value is not None else None
+
+
+def _publish(run_dir: Path, output: str | None) -> None:
+    if output is not None:
+        from synth.storage import publish
+
+        publish(run_dir / "dataset", output)
+
+
 BaseUrlOpt = Annotated[str | None, typer.Option(
     help="OpenAI-compatible endpoint. Default: $OPENAI_BASE_URL, else the embedded server.",
     envvar="OPENAI_BASE_URL")]
@@ -142,6 +179,18 @@ EmbedResponseOpt = Annotated[bool, typer.Option(
     "--embed-response", help="Embed instruction + response instead of the instruction.")]
 EmbedderOpt = Annotated[Path | None, typer.Option(
     help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")]
+AdaptiveOpt = Annotated[bool | None, typer.Option(
+    "--adaptive/--fixed-concurrency",
+    help="AIMD window between 1 and --concurrency (429/503 and latency), or a fixed one.")]
+PriceInOpt = Annotated[float | None, typer.Option(
+    help="USD per 1M input tokens (default: built-in table for common hosted models).")]
+PriceOutOpt = Annotated[float | None, typer.Option(help="USD per 1M output tokens.")]
+BudgetUsdOpt = Annotated[float | None, typer.Option(
+    help="Stop (exit 3, resumable) before the run directory's spend could exceed this.")]
+BudgetTokensOpt = Annotated[int | None, typer.Option(
+    help="Stop (exit 3, resumable) before input+output tokens could exceed this.")]
+LogFormatOpt = Annotated[str, typer.Option(
+    help="Progress without a terminal: text, or json (one JSON line per interval).")]
 FormatOpt = Annotated[str | None, typer.Option(
     "--format", help="Dataset rows: raw (synth's columns), alpaca (instruction/input/output) or "
     "messages (chat turns for TRL SFTTrainer / axolotl). Default raw.")]
@@ -208,9 +257,13 @@ def finished(stats: dict[str, Any], run_dir: Path) -> None:
            if k.startswith("nan:")}
     llm = stats["llm"]
     left = int(stats.get("left_to_retry", 0))
+    cost = stats.get("cost")
+    usd = cost.get("run", {}).get("usd") if isinstance(cost, dict) else None
     typer.echo(f"kept {stats['kept']}, rejected {stats['rejected']}, left to retry {left} → "
                f"{run_dir / 'dataset'} ({llm.get('requests', 0)} requests, "
-               f"{llm.get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s)"
+               f"{llm.get('cache_hits', 0)} cache hits, {stats['wall_time_s']} s"
+               + ("" if cost is None else ", cost unknown" if usd is None else f", ${usd:.4f}")
+               + ")"
                + (f"; NaN scores: {nan}" if nan else ""))
     if left:
         typer.secho(f"incomplete: {left} records left to retry after endpoint failures; rerun "
@@ -239,6 +292,9 @@ def run(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any setting: TABLE.KEY=VALUE (TOML value), e.g. "
         "select.tau=0.8. Repeatable.")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Run the whole pipeline of a config file; rerun to resume, changed steps rerun."""
     from synth.flow import Flow, cli_overrides
@@ -250,7 +306,8 @@ def run(
         if dry_run:
             typer.echo(flow.plan().render())
             return
-        report = flow.run(_progress, echo=typer.echo)
+        with _executing(executor, address, actors):
+            report = flow.run(_progress, echo=typer.echo)
     typer.echo(report)
 
 
@@ -275,9 +332,10 @@ app.add_typer(seeds_app, name="seeds")
 
 @seeds_app.command("extract")
 def seeds_extract(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Directories, git repositories or files. Default: this Python's standard library "
-             "(unless --hf is given)."
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Directories, git repositories or files, as paths or URIs (s3://, gs://, file://; "
+             "copied into RUN/inputs). Default: this Python's standard library (unless --hf "
+             "is given)."
     )] = None,
     run_dir: RunDir = Path("runs/default"),
     mode: Annotated[str | None, typer.Option(
@@ -323,6 +381,9 @@ def seeds_extract(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     license_allow: LicenseAllowOpt = None,
 ) -> None:
     """Extract seeds (windows, functions or files) from source trees and datasets."""
@@ -342,8 +403,10 @@ def seeds_extract(
         datasets = [DatasetSource(name, split=hf_split, text_column=text_column,
                                   lang_column=lang_column, data_dir=hf_data_dir)
                     for name in hf or ()]
-        stats = jobs.extract(run_dir, list(paths or []), cfg, datasets,
-                             license_allow=parse_allow(license_allow))
+        roots = [Path(str(_local_input(p, run_dir))) for p in paths or []]
+        with _executing(executor, address, actors):
+            stats = jobs.extract(run_dir, roots, cfg, datasets,
+                                 license_allow=parse_allow(license_allow))
     details = ", ".join(f"{k}={v}" for k, v in stats["counts"].items())
     typer.echo(f"wrote {stats['seeds']} seeds to {run_dir / 'seeds.jsonl'} ({details})")
 
@@ -361,12 +424,15 @@ def seeds_select(
     batch_size: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 64,
     max_seq_length: Annotated[int | None, typer.Option(
         help="Truncate seeds to this many tokens when embedding.")] = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Pick K diverse seeds by KCenterGreedy over embeddings (WaveCoder's CodeOcean coreset)."""
     from synth import jobs
     from synth.config import CoresetConfig
 
-    with errors():
+    with errors(), _executing(executor, address, actors):
         report = jobs.coreset(run_dir, CoresetConfig(
             k=k, embedder=embedder, metric=metric, seed=seed, device=device,
             batch_size=batch_size, max_seq_length=max_seq_length))
@@ -410,9 +476,9 @@ def seeds_refresh(
 def generate(
     task: Annotated[str, typer.Option(
         help="codegen, summarize, translate, repair, evol, or mix (see --weights).")] = "codegen",
-    seeds: Annotated[Path | None, typer.Option(
-        help="Seeds file (jsonl). Default: RUN/seeds.jsonl, extracted from the stdlib if absent."
-    )] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds file (jsonl), a path or URI. Default: RUN/seeds.jsonl, extracted from the "
+             "stdlib if absent.")] = None,
     num: NumOpt = None,
     run_dir: RunDir = Path("runs/default"),
     base_url: BaseUrlOpt = None,
@@ -463,6 +529,22 @@ def generate(
     unsafe_exec: UnsafeOpt = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    adaptive: AdaptiveOpt = None,
+    price_in: PriceInOpt = None,
+    price_out: PriceOutOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    budget_tokens: BudgetTokensOpt = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Render every prompt, send nothing: requests, tokens, cost range.")
+    ] = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Submit uncached requests to the OpenAI Batch API instead of sending "
+        "them (exit 3 until `synth batch collect` has them; then rerun).")] = False,
+    log_format: LogFormatOpt = "text",
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -470,6 +552,8 @@ def generate(
     public: PublicOpt = False,
 ) -> None:
     """Generate instruction samples from seeds with an LLM and write a dataset."""
+    import json
+
     from synth import jobs
     from synth.config import (
         GenerateConfig,
@@ -479,6 +563,7 @@ def generate(
         load_toml,
         resolve,
     )
+    from synth.estimate import render
 
     with errors(run_dir):
         toml = load_toml(config)
@@ -497,25 +582,60 @@ def generate(
         llm = resolve(LLMConfig, "llm", toml, {
             "base_url": base_url, "model": model, "concurrency": concurrency, "rpm": rpm,
             "tpm": tpm, "max_attempts": max_attempts, "timeout_s": timeout,
-            "max_outage_s": max_outage})
+            "max_outage_s": max_outage, "adaptive": adaptive, "price_in": price_in,
+            "price_out": price_out, "budget_usd": budget_usd, "budget_tokens": budget_tokens})
         secrets_cfg = resolve(SecretsConfig, "secrets", toml,
                               _secrets_cli(secrets, secrets_allow))
         output = _output(toml, fmt, output_format, license_allow, push_to_hub, public)
-        stats = jobs.generate(run_dir, gen, llm, seeds, _progress(), sandbox=sandbox,
-                              secrets=secrets_cfg, output=output)
+        if dry_run and batch:
+            raise InputError("--dry-run and --batch exclude each other")
+        mode = "estimate" if dry_run else "batch" if batch else "live"
+        progress = _progress(log_format) if mode != "estimate" else None
+        seeds_path = _local_input(seeds, run_dir)
+        with _executing(executor, address, actors):
+            stats = jobs.generate(run_dir, gen, llm, seeds_path, progress, sandbox=sandbox,
+                                  secrets=secrets_cfg, output=output, mode=mode)
+        if mode != "estimate":
+            _publish(run_dir, output_uri)
+    if mode == "estimate":
+        typer.echo(json.dumps(stats, indent=2) if log_format == "json" else render(stats))
+        return
     finished(stats, run_dir)
     with errors(run_dir):
         _push(output, run_dir)
 
 
+def estimate(**kwargs: Any) -> None:
+    """Render every prompt of a generate run without calling the endpoint; print requests,
+    input tokens, expected output tokens and the cost range per task."""
+    generate(**kwargs, dry_run=True, batch=False)
+
+
+def _same_options(func: Any, like: Any, drop: tuple[str, ...]) -> None:
+    import inspect
+
+    sig = inspect.signature(like)
+    func.__signature__ = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name not in drop])
+    func.__annotations__ = {k: v for k, v in like.__annotations__.items() if k not in drop}
+
+
+_same_options(estimate, generate, ("dry_run", "batch"))
+app.command()(estimate)
+
+
 # -- score / select / filter (DEITA, XCoder) -----------------------------------------------
 
 
-def _filters(command: str, source: Path | None, run_dir: Path, config: Path | None,
+def _filters(command: str, source: str | None, run_dir: Path, config: Path | None,
              score_cli: dict[str, Any] | None, select_cli: dict[str, Any] | None,
              llm_cli: dict[str, Any], sandbox_cli: dict[str, Any],
              secrets_cli: dict[str, Any] | None = None,
-             output_cli: tuple[Any, ...] = (None, None, None, None, False)) -> None:
+             output_cli: tuple[Any, ...] = (None, None, None, None, False),
+             on: tuple[str, str | None, int | None, str | None] = ("local", None, None, None),
+             ) -> None:
+    """One score/select/filter invocation; ``output_cli`` is (format, output format, licence
+    allow-list, hub repo, public), ``on`` is (executor, address, actors, --output URI)."""
     from synth import jobs
     from synth.config import (
         LLMConfig,
@@ -536,8 +656,11 @@ def _filters(command: str, source: Path | None, run_dir: Path, config: Path | No
         sandbox = resolve(SandboxConfig, "sandbox", toml, sandbox_cli)
         secrets = resolve(SecretsConfig, "secrets", toml, secrets_cli or {})
         output = _output(toml, *output_cli)
-        stats = jobs.filters(run_dir, source, command, score, select, llm, sandbox, _progress(),
-                             secrets=secrets, output=output)
+        path = _local_input(source, run_dir)
+        with _executing(*on[:3]):
+            stats = jobs.filters(run_dir, path, command, score, select, llm, sandbox,
+                                 _progress(), secrets=secrets, output=output)
+        _publish(run_dir, on[3])
     finished(stats, run_dir)
     with errors(run_dir):
         _push(output, run_dir)
@@ -577,6 +700,10 @@ def score(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -589,7 +716,8 @@ def score(
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 @app.command()
@@ -607,6 +735,10 @@ def select(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -618,7 +750,8 @@ def select(
              _select_cli(budget, tau, fusion, alpha, complexity_key, quality_key,
                          embed_response, embedder), {}, {},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 @app.command("filter")
@@ -647,6 +780,10 @@ def filter_(
     config: ConfigOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -661,7 +798,8 @@ def filter_(
              {"base_url": base_url, "model": model, "concurrency": concurrency},
              {"parallel": parallel, "unsafe_exec": unsafe_exec or None},
              _secrets_cli(secrets, secrets_allow),
-             (fmt, output_format, license_allow, push_to_hub, public))
+             (fmt, output_format, license_allow, push_to_hub, public),
+             (executor, address, actors, output_uri))
 
 
 # -- decontamination and leakage -------------------------------------------------------------
@@ -688,7 +826,7 @@ def _allow_list(allow: Path | None, no_default: bool) -> list[str]:
 
 @app.command()
 def decontam(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
+    input: Annotated[str, typer.Option("--input", "-i", help="Dataset to clean: .jsonl, "
                                         ".json, .parquet or a dataset directory.")],
     run_dir: RunDir = Path("runs/decontam"),
     benchmark: Annotated[list[str] | None, typer.Option(
@@ -713,6 +851,10 @@ def decontam(
         "--no-default-allow", help="Do not use the built-in allow-list.")] = False,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    output_uri: OutputOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
     fmt: FormatOpt = None,
     output_format: OutputFormatOpt = None,
     license_allow: LicenseAllowOpt = None,
@@ -725,16 +867,18 @@ def decontam(
     from synth.filters.fields import parse_fields
     from synth.filters.ngrams import parse_sizes
 
-    with errors(run_dir):
+    with errors(run_dir), _executing(executor, address, actors):
         output = _output(load_toml(None), fmt, output_format, license_allow, push_to_hub, public)
         summary = jobs.decontam(
-            input, run_dir, _benchmarks(benchmark or ["humaneval"], fields),
+            Path(str(_local_input(input, run_dir))), run_dir,
+            _benchmarks(benchmark or ["humaneval"], fields),
             methods=parse_fields(method), threshold=threshold, sizes=parse_sizes(ngram),
             train_fields=parse_fields(train_fields),
             test_fields=parse_fields(test_fields) if test_fields else None,
             allow=_allow_list(allow, no_default_allow), progress=_progress(),
             secrets=resolve(SecretsConfig, "secrets", {}, _secrets_cli(secrets, secrets_allow)),
             output=output)
+        _publish(run_dir, output_uri)
         _push(output, run_dir)
     dropped = ", ".join(f"{k}={v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(f"kept {summary['kept']} of {summary['records_in']} records "
@@ -843,6 +987,123 @@ def prompts_show(
     typer.echo(f"# template {t.template} (hash {template_hash(prompts, t)})")
     for message in messages:
         typer.echo(f"\n--- {message['role']} ---\n{message['content']}")
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+batch_app = typer.Typer(help="OpenAI Batch API jobs of a run (start them with "
+                        "`synth generate --batch`).", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+
+
+def _batch_store(run_dir: Path) -> Any:
+    from synth.store import RunStore
+
+    if not (run_dir / "store.sqlite").exists():
+        raise InputError(f"{run_dir} has no run store; start with `synth generate --batch`")
+    store = RunStore(run_dir)
+    store.begin("batch")
+    return store
+
+
+@batch_app.command("submit")
+def batch_submit(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Resubmit the requests that failed, expired or were cancelled."
+    )] = False,
+    max_requests: Annotated[int, typer.Option(help="Requests per batch file.")] = 50_000,
+    max_bytes: Annotated[int, typer.Option(help="Bytes per batch file.")] = 200 * 1024 * 1024,
+    export: Annotated[Path | None, typer.Option(
+        help="Write the pending requests to this JSONL file instead of uploading them (for "
+             "vLLM's run_batch).")] = None,
+) -> None:
+    """Submit queued requests (and, with --retry-failed, failed ones) as batches."""
+    from synth.llm import batch as b
+
+    with errors(run_dir), _batch_store(run_dir) as store:
+        if export is not None:
+            typer.echo(f"wrote {b.export(store, export)} requests to {export}")
+            return
+        ids = b.submit(store, base_url, retry_failed, max_requests, max_bytes)
+        counts = store.batch_request_counts()
+    typer.echo(f"submitted {len(ids)} batch(es): {' '.join(ids) or '-'}; requests: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@batch_app.command("status")
+def batch_status(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Per-batch status and request counts (survives crashes: ids live in the run store)."""
+    import json
+
+    from synth.llm import batch as b
+
+    with errors(run_dir), _batch_store(run_dir) as store:
+        rows = b.status(store, base_url)
+        counts = store.batch_request_counts()
+    if as_json:
+        typer.echo(json.dumps({"batches": rows, "requests": counts}, indent=2))
+        return
+    for r in rows:
+        c = r["counts"]
+        typer.echo(f"{r['id']}  {r['status']:<11} {c.get('completed', 0)}/{r['requests']} done, "
+                   f"{c.get('failed', 0)} failed{'  collected' if r['collected'] else ''}")
+    typer.echo("requests: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"))
+
+
+@batch_app.command("collect")
+def batch_collect(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Read this local output file (vLLM run_batch) instead of the Batch API.")] = None,
+    price_in: Annotated[float | None, typer.Option(help="USD per 1M input tokens.")] = None,
+    price_out: Annotated[float | None, typer.Option(help="USD per 1M output tokens.")] = None,
+    secrets: Annotated[str | None, typer.Option(
+        "--secrets", help="Secrets in the answers: redact (default) or off; default: what the "
+        "`generate --batch` run that queued them used.")] = None,
+    secrets_allow: SecretsAllowOpt = None,
+) -> None:
+    """Download finished batches into the request cache; then rerun generate."""
+    from synth.filters.secrets import SecretsPolicy
+    from synth.llm import batch as b
+    from synth.llm.cost import CostMeter
+
+    with errors(run_dir), _batch_store(run_dir) as store:
+        saved_mode, saved_allow = b.saved_secrets(store)
+        # Answers are redacted before they are cached, as a live call's are (any mode but off).
+        policy = SecretsPolicy(secrets or saved_mode or "redact",
+                               tuple(secrets_allow) if secrets_allow else saved_allow)
+        scrub = policy.reply if policy.on else None
+        meter = CostMeter(store, price_in, price_out, batch=True)
+        got = (b.collect_file(store, output, meter, scrub) if output is not None
+               else b.collect(store, base_url, meter, scrub))
+        counts = store.batch_request_counts()
+    usd = meter.snapshot()["usd"]
+    redacted = policy.redacted.get("replies", 0)
+    typer.echo(f"collected {got.batches} batch(es): {got.succeeded} answers cached, "
+               f"{got.failed} failed, {got.expired} expired"
+               + ("" if usd is None else f", ${usd:.4f} at the batch price")
+               + (f", {redacted} answers with secrets redacted" if redacted else "")
+               + "; requests: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@batch_app.command("cancel")
+def batch_cancel(
+    run_dir: RunDir = Path("runs/default"),
+    base_url: BaseUrlOpt = None,
+) -> None:
+    """Cancel the run's batches that are still running."""
+    from synth.llm import batch as b
+
+    with errors(run_dir), _batch_store(run_dir) as store:
+        ids = b.cancel(store, base_url)
+    typer.echo(f"cancelled {len(ids)} batch(es): {' '.join(ids) or '-'}")
 
 
 # -- report / inspect (issue 12) ------------------------------------------------------------

@@ -48,11 +48,29 @@ class LLMConfig:
     backoff_max_s: float = 60.0
     rpm: int | None = None
     tpm: int | None = None
+    # Admission (synth.llm.limits / synth.llm.cost): AIMD window up to `concurrency`, prices
+    # in USD per 1M tokens (else the built-in table), budgets over the whole run directory.
+    adaptive: bool = True
+    price_in: float | None = None
+    price_out: float | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    # Batch API file limits (the API's own; lower them to test splitting or for a proxy).
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200 * 1024 * 1024
     #: How long requests wait for an endpoint that went down mid-run before the run stops.
     max_outage_s: float = 300.0
 
     def validate(self) -> None:
         _positive("concurrency", self.concurrency)
+        for name in ("budget_usd", "budget_tokens"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+        for name in ("price_in", "price_out"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
         _positive("max_attempts", self.max_attempts)
         _positive("timeout_s", self.timeout_s)
         _positive("max_outage_s", self.max_outage_s)

@@ -20,6 +20,9 @@ The tree::
     ├── StoreError             the run directory cannot be used (locked, corrupt, wrong run)
     │   └── StoreWriteFailed     a write failed mid-run (disk full, read-only): also Incomplete
     ├── Incomplete             the run stopped with records left; a rerun resumes (exit code 3)
+    │   ├── BudgetExhausted      --budget-usd / --budget-tokens reached
+    │   └── BatchPending         requests wait on Batch API jobs (collect, then rerun)
+    ├── ExecutorUnavailable    --executor ray: Ray is missing, or cannot start / be reached
     ├── SandboxError           generated code cannot be executed safely
     │   └── IsolationUnavailable  no namespaces on this machine and --unsafe-exec not given
     └── HubError               the dataset could not be uploaded to the Hugging Face Hub
@@ -95,12 +98,24 @@ class StoreWriteFailed(StoreError, Incomplete):
     exit_code = 3
 
 
+class BudgetExhausted(Incomplete):
+    """The next request could exceed ``--budget-usd`` or ``--budget-tokens``."""
+
+
+class BatchPending(Incomplete):
+    """Requests were handed to the Batch API; collect them, then rerun."""
+
+
 class SandboxError(SynthError):
     """The sandbox for generated code could not be set up."""
 
 
 class IsolationUnavailable(SandboxError):
     """No isolation is available and the user did not allow running without it."""
+
+
+class ExecutorUnavailable(SynthError):
+    """The executor asked for cannot run here: Ray not installed, not started, not reachable."""
 
 
 class HubError(SynthError):

@@ -368,6 +368,13 @@ class Flow:
         final = self._final_dir()
         if stale or not final.exists():
             _copy_tree(dataset, final)
+            if final == self.run_dir / "dataset":  # one card for the whole flow
+                from synth.report import build_report, flow_facts
+
+                flow_facts(self.run_dir, [(s.name, s.out) for s in self.steps
+                                          if s.name not in ("seeds", "coreset")],
+                           self.toml, f"synth {self.generate.task} dataset")
+                build_report(self.run_dir)
         lines.append(f"dataset: {final}")
         return "\n".join(lines)
 

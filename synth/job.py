@@ -25,6 +25,7 @@ interruption propagates so the command line exits with 130 (143 for SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 
 from synth.config import LLMConfig, SecretsConfig, as_dict
 from synth.errors import ConfigError, Terminated
+from synth.executors import Executor, current
 from synth.filters.secrets import SecretsPolicy, attach, policy_for
 from synth.pipeline import Progress, RunContext, Stage, run_stages, write_outputs
 from synth.records import Record
@@ -125,16 +127,20 @@ class Job:
             default the run directory. ``synth run`` gives each step its own, under one store.
         secrets: secrets/personal-data policy (a SecretsConfig or a SecretsPolicy; None: the
             default, redact). Every record is checked before the store keeps it, every LLM
-            reply before it is cached; counts go to stats.json and a card section.
+            reply before it is cached (in this process, whatever the executor); counts go to
+            stats.json and a card section.
         output: row/file format, licence allow-list, hub repo
             (:class:`synth.io.formats.OutputConfig`); default raw parquet, every licence.
+        executor: where fan-out work runs (:mod:`synth.executors`); default the current one
+            (local unless the command line chose ``--executor ray``). The store, the stages'
+            order-dependent logic and the outputs stay in this process whatever it is.
     """
 
     def __init__(self, run_dir: Path, command: str, *, llm: LLMConfig | None = None,
                  progress: Progress | None = None, seed: int = 0,
                  title: str | None = None, out_dir: Path | None = None,
                  secrets: SecretsConfig | SecretsPolicy | None = None,
-                 output: Any = None) -> None:
+                 output: Any = None, executor: Executor | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else self.run_dir
         self.command = command
@@ -144,7 +150,10 @@ class Job:
         self.seed = seed
         self.title = title or f"synth {command}"
         self.description: str | None = None
+        self.executor = executor or current()
         self.config: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        if self.executor.name != "local":
+            self.config |= self.executor.describe()
         self.card_sections: list[str] = []
         self.secrets = secrets if isinstance(secrets, SecretsPolicy) else policy_for(secrets)
         self.config |= as_dict(SecretsConfig(self.secrets.mode, tuple(self.secrets.allow)))
@@ -200,19 +209,29 @@ class Job:
 
     # -- endpoint ----------------------------------------------------------------------------
 
-    def client(self) -> Any:
+    def client(self, offline: bool = False, assume_embedded: bool = False) -> Any:
         """The checked LLM client of this job (the endpoint is opened on the first call).
 
-        Records the resolved endpoint (URL without credentials, model) in config.json.
+        Records the resolved endpoint (URL without credentials, model) in config.json, and the
+        client's admission (window, limits, budget) and cost in stats.json. ``offline``: no
+        endpoint is opened or contacted (dry runs, queue-only ``--batch``).
         """
         if self._client is None:
+            from synth.llm.cost import run_cost
             from synth.llm.endpoint import connect
 
             conn = connect(self._stack, self.llm, self.run_dir, self.store, self.ctx.stats.llm,
-                           self.ctx.loop)
+                           self.ctx.loop, offline=offline, assume_embedded=assume_embedded)
             self._client, self.embedded = conn.client, conn.embedded
             attach(self.secrets, self.ctx, self._client)  # replies redacted before caching
+            # Cache misses go out through the executor (Ray: sender actors holding slices of
+            # the limits); replies come back here and are redacted and journaled before use.
+            self._client.transport = self.executor.llm_transport(conn.client.base_url, self.llm)
             self.config |= as_dict(conn.config)
+            admission = conn.client.admission
+            self.ctx.stats.extra["admission"] = admission.snapshot  # window, limits, budget
+            self.ctx.stats.extra["cost"] = functools.partial(run_cost, self.store,
+                                                             admission.meter)
         return self._client
 
     # -- running -----------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
              secrets=SecretsConfig(cfg.secrets, tuple(cfg.secrets_allow))) as job:
         sink = SeedsSink(Path(run_dir), roots, datasets, cfg, counts)
         try:
-            records = extract_seeds(roots, cfg, counts, datasets, sink.index, license_allow)
+            records = extract_seeds(roots, cfg, counts, datasets, sink.index, license_allow,
+                                    job.executor)
             return job.run(Source(records, frozenset({"seed", "lang", "provenance"})), [], sink)
         except BaseException:
             if not sink._fh.closed:  # failed before the sink closed: leave nothing half-made
@@ -112,14 +113,18 @@ def extract(run_dir: Path, paths: Sequence[Path], cfg: SeedsConfig,
 def coreset(run_dir: Path, cfg: CoresetConfig) -> Any:
     """``synth seeds select``: KCenterGreedy picks ``cfg.k`` seeds into RUN/coreset.jsonl."""
     from synth.embed import Embedder
+    from synth.executors import current
     from synth.pipeline import step_progress
     from synth.seeds.refresh import select_coreset
     from synth.store import RunStore
 
     cfg.validate()
     with RunStore(run_dir), step_progress("coreset") as (on_embed, on_pick):
-        emb = Embedder(cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
-                       max_seq_length=cfg.max_seq_length)
+        # Ray: encoded by a pool of embedding actors; KCenterGreedy runs here on the gathered
+        # matrix (N x 384 float32), as locally.
+        emb = current().embedder(Embedder(cfg.embedder, device=cfg.device,
+                                          batch_size=cfg.batch_size,
+                                          max_seq_length=cfg.max_seq_length))
         return select_coreset(run_dir, cfg.k, emb, metric=cfg.metric, seed=cfg.seed,
                               device=cfg.device, on_embed=on_embed, on_pick=on_pick)
 
@@ -223,24 +228,45 @@ def verify_mode(gen: GenerateConfig, tasks: dict[str, Any], embedded: bool) -> s
     return "score" if embedded else "require"
 
 
+class _DeferringSink(Sink):
+    """The default sink, except that no outputs are written while requests were deferred
+    (``--batch``, ``--dry-run``): a dataset is written once every answer is there."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def close(self, job: Job, interrupted: bool) -> dict[str, Any]:
+        if self.collector is not None and self.collector.requests:
+            return {}
+        return super().close(job, interrupted)
+
+
 def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | None = None,
              progress: Progress | None = None, out_dir: Path | None = None,
              sandbox: SandboxConfig | None = None,
-             secrets: SecretsConfig | None = None,
-             output: Any = None) -> dict[str, Any]:
+             secrets: SecretsConfig | None = None, output: Any = None,
+             mode: str = "live") -> dict[str, Any]:
     """``synth generate``: seeds → the task's prompts → LLM (+ verify step and discriminator
     loop) → dataset.
 
     Reads seeds (``seeds`` or RUN/seeds.jsonl) or, for evol, ``gen.input``; writes RUN/dataset,
     RUN/rejects.jsonl, RUN/stats.json and RUN/config.json. Code samples run against their own
     tests in a sandbox built from ``sandbox`` unless the verify mode is ``off``.
+
+    ``mode`` ``batch``: requests that are not cached are queued and submitted to the Batch API
+    instead of sent (raises BatchPending while any are left; writes the dataset once every
+    answer is cached). ``estimate``: nothing is sent and no endpoint is contacted; returns
+    :func:`synth.estimate.estimate`'s report.
     """
+    from synth.estimate import estimate
     from synth.generators import build_tasks, task_options
     from synth.generators.loop import TaskStage, loop_card_section, template_hash
     from synth.generators.memory import ExampleMemory
     from synth.generators.verify import Verifier
     from synth.generators.verifystep import VerifyStep
+    from synth.llm.batch import Collector
     from synth.llm.client import SamplingParams
+    from synth.llm.cost import cost_card_section, run_cost
     from synth.prompts import Prompts
 
     tasks, mix = build_tasks(gen.task, gen.weights, gen.to)
@@ -265,23 +291,36 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
         job.ctx.stats.extra["memory"] = lambda: {"cases": memory.counts(),
                                                  "block": memory.block,
                                                  "lag_waits": memory.waits}
-        client = job.client()
+        collector = Collector() if mode != "live" else None
+        # --batch with no endpoint only queues (for vLLM's run_batch); an estimate contacts none
+        offline = mode == "estimate" or (mode == "batch" and llm.base_url is None)
+        if mode == "batch" and offline and not llm.model:
+            raise ConfigError("--batch without an endpoint queues requests for an offline "
+                              "runner: give --model (the name the runner serves)")
+        client = job.client(offline=offline,
+                            assume_embedded=mode == "estimate" and llm.base_url is None)
+        client.defer = collector
         job.config |= as_dict(gen) | {"tasks": task_options(tasks)}
         if mix is not None:
             job.config["mix"] = mix
         job.description = _description(tasks, mix)
         params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p,
                                 max_tokens=gen.max_tokens, seed=gen.seed)
-        mode = verify_mode(gen, tasks, job.embedded)  # after client(): embedded is known
-        job.config["verify_mode"] = mode
+        # after client(): embedded is known (``mode`` is the live/batch/estimate mode)
+        vmode = verify_mode(gen, tasks, job.embedded)
+        job.config["verify_mode"] = vmode
         step = None
-        if mode != "off":
+        if vmode != "off":
             from synth.sandbox import Sandbox
 
             box = job.enter(Sandbox(sandbox or SandboxConfig()))
-            step = VerifyStep(Verifier(box, job.store, gen.test_timeout_s), mode,
-                              gen.responses, gen.mutants, gen.oracle, gen.seed)
-            log.info("verify: %s, %d response(s) per instruction, sandbox %s", mode,
+            # The executions (tests, oracle calls, mutants) go through the executor: on Ray
+            # one 1-CPU task per program, synth's sandbox on that node; the execution cache,
+            # the verdicts and everything order-dependent stay here.
+            step = VerifyStep(Verifier(job.executor.sandbox(box), job.store,
+                                       gen.test_timeout_s),
+                              vmode, gen.responses, gen.mutants, gen.oracle, gen.seed)
+            log.info("verify: %s, %d response(s) per instruction, sandbox %s", vmode,
                      gen.responses, box.mode)
         stage = TaskStage(tasks, client, prompts, params, gen.answer_format,
                           first_dialect="json_object" if job.embedded else "json_schema",
@@ -289,15 +328,53 @@ def generate(run_dir: Path, gen: GenerateConfig, llm: LLMConfig, seeds: Path | N
                           max_rounds=gen.max_rounds, seed=gen.seed, verify=step)
 
         def finish(interrupted: bool) -> None:
-            memory.close(complete=not interrupted)
+            deferred = collector is not None and bool(collector.requests)
+            memory.close(complete=not interrupted and not deferred)
             job.config["answer_dialect"] = stage.dialects()
             if gen.discriminator:
                 job.card_sections.append(loop_card_section(stage.counters))
             if step is not None:
                 job.card_sections.append(step.card_section())
+            job.card_sections.append(cost_card_section(run_cost(job.store,
+                                                                client.admission.meter)))
 
         job.before_outputs(finish)
-        return job.run(source, [stage])
+        stats = job.run(source, [stage], _DeferringSink(collector))
+        if mode == "estimate" and collector is not None:
+            return estimate(collector, job.store, client.model, gen, llm)
+        if collector is not None and collector.requests:
+            _submit(job.store, collector, client.base_url, llm, job.secrets)
+        return stats
+
+
+def _submit(store: Any, collector: Any, base_url: str, llm: LLMConfig,
+            secrets: SecretsPolicy) -> None:
+    """Queue and submit the requests a ``--batch`` pass collected; raises BatchPending."""
+    from synth.errors import BatchPending
+    from synth.llm import batch
+
+    new = collector.queue(store)
+    # `synth batch collect` redacts the answers with this run's policy before caching them.
+    batch.save_secrets(store, secrets.mode, secrets.allow)
+    if not base_url:
+        raise BatchPending(
+            f"{len(collector.requests)} requests are not cached ({new} newly queued); no "
+            "endpoint: `synth batch submit --export FILE` writes them for vLLM's run_batch "
+            "(or `synth batch submit --base-url URL`), `synth batch collect --output RESULTS` "
+            "reads the answers back; incomplete: then rerun this command to resume")
+    ids = batch.submit(store, base_url, max_requests=llm.batch_max_requests,
+                       max_bytes=llm.batch_max_bytes)
+    counts = store.batch_request_counts()
+    waiting = counts.get("submitted", 0)
+    failed = sum(counts.get(s, 0) for s in batch.RETRYABLE)
+    msg = (f"{len(collector.requests)} requests are not cached: {new} new queued, "
+           f"{len(ids)} batch(es) submitted, {waiting} waiting on batches")
+    if failed:
+        msg += (f", {failed} failed or expired (`synth batch submit --retry-failed` resubmits "
+                "them, or rerun without --batch to send them live)")
+    # "incomplete", as every exit-3 message says: nothing is lost, a rerun resumes
+    raise BatchPending(msg + "; incomplete: `synth batch status` / `synth batch collect`, then "
+                       "rerun this command to resume")
 
 
 def _description(tasks: dict[str, Any], mix: dict[str, float] | None) -> str:
@@ -348,7 +425,8 @@ def filters(run_dir: Path, source: Path | None, command: str,
         src = Source.dataset(path, materialize=True, secrets=job.secrets)
         stages: list[Stage] = [HeuristicScores()] if score.heuristics else []
         if score.complexity or score.quality or score.tests:
-            stages += _llm_stages(job, score, box)
+            stages += _llm_stages(job, score,
+                                  job.executor.sandbox(box) if box is not None else None)
         if select is not None:
             stages.append(_select_stage(job, select))
             job.config |= as_dict(select)
@@ -363,7 +441,7 @@ def _select_stage(job: Job, cfg: SelectConfig) -> Stage:
     from synth.filters.select import DiversitySelect
 
     cache = job.enter(EmbeddingCache(job.run_dir))
-    return DiversitySelect(cfg, Embedder(cfg.embedder), cache)
+    return DiversitySelect(cfg, job.executor.embedder(Embedder(cfg.embedder)), cache)
 
 
 def _llm_stages(job: Job, score: ScoreConfig, box: Any) -> list[Stage]:
@@ -433,6 +511,12 @@ def decontam(input_path: Path, run_dir: Path, benchmarks: Sequence[Any], *,
     with Job(run_dir, "decontam", progress=progress,
              title="synth decontaminated dataset", out_dir=out_dir, secrets=secrets,
              output=output) as job:
+        if job.executor.name != "local":  # the matching runs on record shards there
+            from synth.executors.stages import ShardedFilter
+            from synth.pipeline import Filter
+
+            stages = [ShardedFilter(st, job.executor) if isinstance(st, Filter) else st
+                      for st in stages]
         job.config |= config
         out: dict[str, Any] = {}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import sys
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth.llm.cost import scoped
 from synth.records import Record
 from synth.store import RunStore, write_json
 
@@ -81,11 +83,36 @@ class Progress:
         """Called once at the end, also after an interruption."""
 
 
-class LogProgress(Progress):
-    """Plain log lines at most every ``every`` seconds, for runs without a terminal."""
+def progress_fields(stats: Stats, done: int, total: int | None,
+                    elapsed: float) -> dict[str, Any]:
+    """What a progress line shows: done/total, rates, tokens, cost, ETA, window, rejects."""
+    elapsed = max(elapsed, 1e-9)
+    admission = stats.extra.get("admission")
+    adm = admission() if callable(admission) else {}
+    rejects: Counter[str] = Counter()
+    for st in stats.stages.values():
+        rejects.update(st.rejected)
+    eta = None
+    if total and done:
+        eta = round(elapsed / done * max(total - done, 0), 1)
+    meter = adm.get("cost", {})
+    return {"done": done, "total": total, "req_s": round(stats.llm["requests"] / elapsed, 3),
+            "tokens_in": stats.llm["tokens_in"], "tokens_out": stats.llm["tokens_out"],
+            "cache_hits": stats.llm["cache_hits"], "retries": stats.llm["retries"],
+            "cost_usd": meter.get("usd"), "eta_s": eta, "window": adm.get("window"),
+            "window_max": adm.get("window_max"), "rejects": dict(rejects.most_common()),
+            "elapsed_s": round(elapsed, 1)}
 
-    def __init__(self, every: float = 10.0) -> None:
+
+class LogProgress(Progress):
+    """Log lines at most every ``every`` seconds, for runs without a terminal.
+
+    ``fmt`` ``json`` writes one JSON object per line on stderr (for unattended jobs).
+    """
+
+    def __init__(self, every: float = 10.0, fmt: str = "text") -> None:
         self.every = every
+        self.fmt = fmt
         self.total: int | None = None
         self.done = 0
         self._last = 0.0
@@ -100,11 +127,17 @@ class LogProgress(Progress):
         now = time.monotonic()
         if now - self._last >= self.every or self.done == self.total:
             self._last = now
-            elapsed = max(now - self._t0, 1e-9)
-            log.info("progress %d/%s records, %.2f req/s, tokens in=%d out=%d, cache hits=%d",
-                     self.done, self.total if self.total is not None else "?",
-                     stats.llm["requests"] / elapsed, stats.llm["tokens_in"],
-                     stats.llm["tokens_out"], stats.llm["cache_hits"])
+            f = progress_fields(stats, self.done, self.total, now - self._t0)
+            if self.fmt == "json":
+                sys.stderr.write(json.dumps({"event": "progress", **f}) + "\n")
+                sys.stderr.flush()
+                return
+            log.info("progress %d/%s records, %.2f req/s, tokens in=%d out=%d, cache hits=%d, "
+                     "cost %s, window %s/%s, ETA %s s, rejects %s",
+                     f["done"], f["total"] if f["total"] is not None else "?", f["req_s"],
+                     f["tokens_in"], f["tokens_out"], f["cache_hits"],
+                     "?" if f["cost_usd"] is None else f"${f['cost_usd']:.4f}", f["window"],
+                     f["window_max"], f["eta_s"], f["rejects"] or "-")
 
 
 class BarProgress(Progress):
@@ -126,6 +159,7 @@ class BarProgress(Progress):
             transient=False,
         )
         self._task: Any = None
+        self._done = 0
         self._t0 = time.monotonic()
 
     def start(self, total: int | None) -> None:
@@ -134,9 +168,13 @@ class BarProgress(Progress):
         self._task = self._bar.add_task("generate", total=total, info="")
 
     def advance(self, stats: Stats) -> None:
-        elapsed = max(time.monotonic() - self._t0, 1e-9)
-        info = (f"{stats.llm['requests'] / elapsed:.2f} req/s  tok {stats.llm['tokens_in']}"
-                f"→{stats.llm['tokens_out']}  cached {stats.llm['cache_hits']}")
+        self._done += 1
+        f = progress_fields(stats, self._done, None, time.monotonic() - self._t0)
+        cost = "" if f["cost_usd"] is None else f"  ${f['cost_usd']:.4f}"
+        window = "" if f["window"] is None else f"  window {f['window']}/{f['window_max']}"
+        rejects = sum(f["rejects"].values())
+        info = (f"{f['req_s']:.2f} req/s  tok {f['tokens_in']}→{f['tokens_out']}  "
+                f"cached {f['cache_hits']}{cost}{window}  rejected {rejects}")
         self._bar.update(self._task, advance=1, info=info)
 
     def close(self) -> None:
@@ -182,8 +220,10 @@ def step_progress(label: str) -> Iterator[tuple[Callable[[int, int], None],
             bar.stop()
 
 
-def default_progress() -> Progress:
-    """A bar on a terminal, log lines otherwise."""
+def default_progress(fmt: str = "text") -> Progress:
+    """A bar on a terminal, log lines otherwise (JSON lines with ``fmt="json"``)."""
+    if fmt == "json":
+        return LogProgress(fmt="json")
     return BarProgress() if sys.stderr.isatty() else LogProgress()
 
 
@@ -308,10 +348,15 @@ class AsyncStage(Stage):
     async def process(self, record: Record) -> Record | None:
         """Work on one record; return it to go on, or call :meth:`reject` and return None."""
 
+    async def _scoped(self, record: Record) -> Record | None:
+        scoped(record.id, self.name, record.task)  # requests are booked to this record, stage
+        return await self.process(record)
+
     def run(self, records: Iterator[Record]) -> Iterator[Record]:
         runner = self.ctx.loop
         loop = runner.get_loop()
         pending: set[asyncio.Task[Record | None]] = set()
+        done: set[asyncio.Task[Record | None]] = set()
         source = iter(records)
         exhausted = False
         try:
@@ -322,7 +367,7 @@ class AsyncStage(Stage):
                     except StopIteration:
                         exhausted = True
                         break
-                    pending.add(loop.create_task(self.process(record)))
+                    pending.add(loop.create_task(self._scoped(record)))
                 if not pending:
                     return
                 done, pending = runner.run(_wait_first(pending))
@@ -336,7 +381,11 @@ class AsyncStage(Stage):
                     result = task.result()
                     if result is not None:
                         yield result
+                done = set()
         finally:
+            for task in done:  # siblings that failed with the error that stops the run
+                if not task.cancelled():
+                    task.exception()
             for task in pending:
                 task.cancel()
             if pending and not loop.is_closed():

@@ -228,3 +228,90 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     tmp.replace(card)
     return {"card": card, "plots": [dataset / PLOTS_DIR / p for p in plots],
             "rows": summary.rows}
+
+
+# -- a whole `synth run`: one card for the final dataset -----------------------------------------
+
+_PER_STEP_KEYS = ("input", "run_dir", "output")  # where each step read/wrote: not the flow's
+
+
+def _add_numbers(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Sum the numbers of ``more`` into ``into``, recursively; other values: the first wins."""
+    for key, value in more.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | dict):
+            into.setdefault(key, value)
+        elif isinstance(value, dict):
+            _add_numbers(into.setdefault(key, {}), value)
+        else:
+            into[key] = into.get(key, 0) + value
+
+
+def flow_facts(run_dir: Path, steps: list[tuple[str, Path]], tables: dict[str, Any],
+               title: str) -> None:
+    """Write ``RUN/config.json``, ``stats.json``, ``card.json`` (and ``decontam.json``) for a
+    ``synth run`` from its steps' own files, so :func:`build_report` makes one card that
+    covers seeds, coreset, generation, verification, scores, decontamination and selection.
+
+    ``steps`` are ``(name, out_dir)`` of the dataset steps in order. A setting table written
+    by several steps (``ScoreConfig`` by score and again, with defaults, by select) is taken
+    from the first; counters (requests, tokens, secrets found) are summed; stages keep their
+    step's name where two steps share one (``select/heuristics``).
+    """
+    from synth.io.card import secrets_section
+    from synth.store import write_json
+
+    config: dict[str, Any] = {}
+    stats: dict[str, Any] = {"stages": {}, "llm": {}, "wall_time_s": 0.0}
+    sections: list[str] = []
+    for name, out in steps:
+        step_config = _json(out / "config.json") or {}
+        for key, value in step_config.items():
+            if key not in _PER_STEP_KEYS:
+                config.setdefault(key, value)
+        step_stats = _json(out / "stats.json") or {}
+        for stage, counts in (step_stats.get("stages") or {}).items():
+            stats["stages"][stage if stage not in stats["stages"] else f"{name}/{stage}"] = counts
+        _add_numbers(stats["llm"], step_stats.get("llm") or {})
+        if step_stats.get("secrets"):
+            _add_numbers(stats.setdefault("secrets", {}), step_stats["secrets"])
+        stats["wall_time_s"] = round(stats["wall_time_s"] + (step_stats.get("wall_time_s") or 0), 3)
+        for key in ("kept", "rejected", "left_to_retry", "interrupted"):
+            if key in step_stats:
+                stats[key] = step_stats[key] if key == "kept" else (
+                    stats.get(key, 0) + step_stats[key])
+        facts = _json(out / CARD_FILE) or {}
+        sections += [s for s in facts.get("sections") or []
+                     if not s.startswith("## Secrets") and s not in sections]
+        if (out / "decontam.json").is_file():
+            (run_dir / "decontam.json").write_bytes((out / "decontam.json").read_bytes())
+    with open(run_dir / "rejects.jsonl", "wb") as rejects:  # every step's, for synth inspect
+        for _, out in steps:
+            if (out / "rejects.jsonl").is_file():
+                rejects.write((out / "rejects.jsonl").read_bytes())
+    _add_numbers(stats.setdefault("secrets", {}), _seed_secrets(run_dir))
+    section = secrets_section(stats)
+    if section:
+        sections.append(section)
+    config["output"] = (_json(steps[-1][1] / "config.json") or {}).get("output", {})
+    config["run"] = tables
+    names = " → ".join(["seeds", *(["coreset"] if "coreset" in tables else []),
+                        *(n for n, _ in steps)])
+    write_json(run_dir / "config.json", config)
+    write_json(run_dir / "stats.json", stats)
+    write_json(run_dir / CARD_FILE, card_facts(
+        config, title, f"Instruction samples written by `synth run` ({names}).", sections))
+
+
+def _seed_secrets(run_dir: Path) -> dict[str, Any]:
+    """What seed extraction found (``seeds.manifest.json`` counts), as stats.json's
+    ``secrets`` counts of the place ``seeds``."""
+    counts = (_json(run_dir / "seeds.manifest.json") or {}).get("counts") or {}
+    kinds = {k.removeprefix("secret_"): n for k, n in counts.items() if k.startswith("secret_")}
+    out: dict[str, Any] = {}
+    if kinds:
+        out = {"found": {"seeds": kinds}, "by_kind": dict(kinds)}
+    if counts.get("secrets_redacted"):
+        out["redacted"] = {"seeds": counts["secrets_redacted"]}
+    if counts.get("drop_secrets"):
+        out["dropped"] = {"seeds": counts["drop_secrets"]}
+    return out

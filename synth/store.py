@@ -10,6 +10,12 @@ Layout of a run directory::
       rejects.jsonl    dropped records with stage, reason and raw LLM text
       stats.json       counts per stage and reason, tokens, requests, cache hits, wall time
       config.json      the resolved config, without secrets
+      batch/           Batch API input files as uploaded (``synth batch``), and secrets.json:
+                       the secrets policy ``synth batch collect`` redacts the answers with
+
+The store books every LLM attempt (``spend``: tokens and USD, failed ones too) and the
+Batch API jobs of the run (``batches``, ``batch_requests``), so cost, budgets and batch status
+survive crashes and resumes.
 
 The store also caches every sandbox execution of generated code by content hash (sha256 of
 language, program, tests and limits; ``executions``), so a rerun never runs the same code twice.
@@ -35,6 +41,7 @@ import json
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +92,41 @@ CREATE TABLE IF NOT EXISTS executions (
     result     TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS spend (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    gen        INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    stage      TEXT NOT NULL,
+    status     INTEGER,
+    tokens_in  INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    usd        REAL,
+    ok         INTEGER NOT NULL,
+    batch      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_record ON spend (record_id);
+CREATE TABLE IF NOT EXISTS batches (
+    id             TEXT PRIMARY KEY,
+    input_file_id  TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    requests       INTEGER NOT NULL,
+    counts         TEXT NOT NULL,
+    output_file_id TEXT,
+    error_file_id  TEXT,
+    collected      INTEGER NOT NULL DEFAULT 0,
+    created_at     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    key       TEXT PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    stage     TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    batch_id  TEXT,
+    state     TEXT NOT NULL,
+    error     TEXT
+);
+CREATE INDEX IF NOT EXISTS batch_requests_state ON batch_requests (state, batch_id);
 CREATE TABLE IF NOT EXISTS fewshot (
     record_id TEXT NOT NULL,
     key       TEXT NOT NULL,
@@ -397,6 +439,116 @@ class RunStore:
         with self._writing():
             self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
                             (record_id, key, json.dumps(cases, ensure_ascii=False)))
+
+    # -- spend (synth.llm.cost) ---------------------------------------------------------------
+
+    def add_spend(self, key: str, record_id: str, stage: str, status: int | None,
+                  tokens_in: int, tokens_out: int, usd: float | None, ok: bool,
+                  batch: bool) -> None:
+        """Book one attempt (``usd`` None: the model has no price)."""
+        with self._writing():  # booked mid-run after every attempt: a full disk stops the run
+            self.db.execute(
+                "INSERT INTO spend (gen, key, record_id, stage, status, tokens_in, tokens_out, "
+                "usd, ok, batch) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (self.gen, key, record_id, stage, status, tokens_in, tokens_out, usd, int(ok),
+                 int(batch)))
+
+    def spent(self) -> tuple[float, int]:
+        """USD and tokens booked over every invocation of this run directory."""
+        usd, tokens = self.db.execute(
+            "SELECT COALESCE(SUM(usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0) FROM spend"
+        ).fetchone()
+        return float(usd), int(tokens)
+
+    def spend_by_outcome(self) -> list[dict[str, Any]]:
+        """Spend grouped by the stage that sent it and the current fate of its record."""
+        rows = self.db.execute(
+            "SELECT s.stage, CASE WHEN r.status IS NULL THEN 'unattributed' "
+            "WHEN r.status = 'kept' THEN 'kept' "
+            "ELSE 'rejected:' || COALESCE(r.stage, '') || ':' || COALESCE(r.reason, '') END, "
+            "COUNT(*), SUM(1 - s.ok), SUM(s.tokens_in), SUM(s.tokens_out), "
+            "CASE WHEN COUNT(s.usd) = COUNT(*) THEN SUM(s.usd) END "
+            "FROM spend s LEFT JOIN results r ON r.id = s.record_id AND r.gen = ? "
+            "GROUP BY 1, 2 ORDER BY 1, 2", (self.gen,)).fetchall()
+        return [{"stage": st, "fate": fate, "attempts": n, "failed": f, "tokens_in": ti,
+                 "tokens_out": to, "usd": usd} for st, fate, n, f, ti, to, usd in rows]
+
+    def spend_requests(self) -> Counter[str]:
+        """How many attempts of each request key got an answer (1 each when nothing paid twice)."""
+        return Counter(dict(self.db.execute(
+            "SELECT key, COUNT(*) FROM spend WHERE ok = 1 GROUP BY key").fetchall()))
+
+    def mean_tokens_out(self) -> float | None:
+        """Mean completion tokens of answered attempts so far (None: none yet)."""
+        row = self.db.execute("SELECT AVG(tokens_out) FROM spend WHERE ok = 1").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    # -- Batch API jobs (synth.llm.batch) ------------------------------------------------------
+
+    def batch_add_requests(self, rows: list[tuple[str, str, str, str]]) -> int:
+        """Queue ``(key, record_id, stage, body)`` for the next batch; known keys are skipped."""
+        with self._writing(), self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.executemany(
+                "INSERT OR IGNORE INTO batch_requests (key, record_id, stage, body, state) "
+                "VALUES (?,?,?,?,'pending')", rows)
+        return cur.rowcount
+
+    def batch_requests(self, state: str, batch_id: str | None = None) -> list[tuple[str, str]]:
+        """``(key, body)`` of requests in ``state`` (of one batch when given)."""
+        sql = "SELECT key, body FROM batch_requests WHERE state = ?"
+        args: tuple[Any, ...] = (state,)
+        if batch_id is not None:
+            sql += " AND batch_id = ?"
+            args += (batch_id,)
+        return [(k, b) for k, b in self.db.execute(sql + " ORDER BY rowid", args).fetchall()]
+
+    def batch_scopes(self, batch_id: str | None = None) -> dict[str, tuple[str, str]]:
+        """key -> (record id, stage) of the queued requests (of one batch when given)."""
+        sql = "SELECT key, record_id, stage FROM batch_requests"
+        args: tuple[Any, ...] = ()
+        if batch_id is not None:
+            sql += " WHERE batch_id = ?"
+            args = (batch_id,)
+        return {k: (r, s) for k, r, s in self.db.execute(sql, args).fetchall()}
+
+    def batch_request_counts(self) -> dict[str, int]:
+        return dict(self.db.execute(
+            "SELECT state, COUNT(*) FROM batch_requests GROUP BY state").fetchall())
+
+    def batch_set_state(self, keys: list[str], state: str, batch_id: str | None = None,
+                        error: str | None = None) -> None:
+        with self._writing(), self.db:
+            self.db.execute("BEGIN")
+            if batch_id is None:
+                self.db.executemany(
+                    "UPDATE batch_requests SET state = ?, error = ? WHERE key = ?",
+                    [(state, error, k) for k in keys])
+            else:
+                self.db.executemany(
+                    "UPDATE batch_requests SET state = ?, batch_id = ?, error = ? WHERE key = ?",
+                    [(state, batch_id, error, k) for k in keys])
+
+    def batch_put(self, batch_id: str, input_file_id: str, status: str, requests: int,
+                  counts: dict[str, int], output_file_id: str | None = None,
+                  error_file_id: str | None = None, collected: bool = False) -> None:
+        with self._writing():
+            self.db.execute(
+                "INSERT INTO batches (id, input_file_id, status, requests, counts, "
+                "output_file_id, error_file_id, collected, created_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, counts = excluded.counts, "
+                "output_file_id = excluded.output_file_id, error_file_id = excluded.error_file_id, "
+                "collected = excluded.collected",
+                (batch_id, input_file_id, status, requests, json.dumps(counts), output_file_id,
+                 error_file_id, int(collected), time.time()))
+
+    def batch_list(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, input_file_id, status, requests, counts, output_file_id, error_file_id, "
+            "collected FROM batches ORDER BY created_at, id").fetchall()
+        return [{"id": i, "input_file_id": f, "status": s, "requests": n,
+                 "counts": json.loads(c), "output_file_id": o, "error_file_id": e,
+                 "collected": bool(done)} for i, f, s, n, c, o, e, done in rows]
 
     # -- small files -----------------------------------------------------------------------
 

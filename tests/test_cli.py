@@ -181,9 +181,12 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
     assert set(fake.requests()) == set(needed)
     assert len(sent_after) == len(needed) - cached_at_kill
     stats = json.loads((run / "stats.json").read_text())
-    # The uninterrupted run's own hits (two records asking the very same thing) recur.
-    clean_hits = json.loads((clean / "stats.json").read_text())["llm"].get("cache_hits", 0)
-    assert stats["llm"]["cache_hits"] == cached_at_kill + clean_hits
+    # Every lookup the resumed run made and did not send was a cache hit. Two records can ask
+    # the very same request: the second is then a hit in both runs (the first request goes
+    # alone and answers are journaled before use), so hits can exceed what the kill left.
+    clean_llm = json.loads((clean / "stats.json").read_text())["llm"]
+    lookups = clean_llm["requests"] + clean_llm.get("cache_hits", 0)
+    assert stats["llm"]["cache_hits"] == lookups - len(sent_after) >= cached_at_kill
 
     def rows(path: Path) -> list[str]:
         return (path / "dataset" / "jsonl" / "train.jsonl").read_text().splitlines()

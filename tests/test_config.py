@@ -38,4 +38,4 @@ def test_missing_explicit_config_and_no_secret_fields(tmp_path: Path) -> None:
         load_toml(tmp_path / "nope.toml")
     dumped = str(as_dict(LLMConfig(), GenerateConfig())).lower()
     assert "key" not in dumped and "secret" not in dumped and "token" not in dumped.replace(
-        "max_tokens", "").replace("tpm", "")
+        "max_tokens", "").replace("tpm", "").replace("budget_tokens", "")

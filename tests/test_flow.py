@@ -110,6 +110,26 @@ def test_run_equals_the_commands_chained_by_hand(flow_run: Path, fake: FakeEndpo
     assert len(sent) == len(set(sent))
 
 
+def test_the_final_card_covers_every_step(flow_run: Path) -> None:
+    """RUN/dataset's card is the flow's, not the last step's: sources, coreset, model, the
+    loop and verification, decontamination, selection, every step's rejects."""
+    run = flow_run.parent / "run"
+    card = (run / "dataset" / "README.md").read_text()
+    for heading in ("## Sources and seeds", "## Model and sampling", "## Execution verification",
+                    "## Decontamination", "## Rejects by stage and reason", "## Reproduce"):
+        assert heading in card, heading
+    assert f"`{CORPUS}`" in card and "coreset (KCenterGreedy" in card
+    assert "Checked against humaneval" in card and "Not run on this dataset" not in card
+    assert "| generate:codegen |" in card and "| select |" in card
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["kept"] == len(lines(run / "dataset"))
+    steps_rejects = sum(len((p).read_text().splitlines())
+                        for p in (run / "steps").glob("*/rejects.jsonl"))
+    assert len((run / "rejects.jsonl").read_text().splitlines()) == steps_rejects
+    assert sorted(p.name for p in (run / "dataset" / "plots").glob("*.png")) == [
+        "languages_tasks.png", "lengths.png", "rejects.png", "scores.png"]
+
+
 def test_changing_the_budget_reruns_only_selection(flow_run: Path, fake: FakeEndpoint) -> None:
     run = flow_run.parent / "run"
     markers = {p.parent.name: p.stat().st_mtime_ns for p in (run / "steps").glob("*/step.json")}

@@ -1,19 +1,24 @@
 """The OpenAI-compatible chat client: bounded concurrency, rate limits, retries, request cache.
 
-Every call goes ``cache → health gate → rate limiter → semaphore → HTTP (with retries) → cache
-write``. The response is journaled in the run store *before* the caller sees it, so a crash after
-the reply arrived never pays for it twice, and a rerun of the same command sends only what is not
-cached. The health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down
-instead of letting every record burn its retries, and stops the run after ``--max-outage``.
+Every call goes ``cache → health gate → admission → HTTP (with retries) → cache write``.
+Admission (:mod:`synth.llm.limits`: budget, adaptive concurrency window, RPM/TPM from the
+provider's headers, cost of every attempt) is called before and after each attempt. The response
+is journaled in the run store *before* the caller sees it, so a crash after the reply arrived
+never pays for it twice, and a rerun of the same command sends only what is not cached. The
+health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down instead of
+letting every record burn its retries, and stops the run after ``--max-outage``.
 
-Chat completions go over a lean transport (aiohttp with a keep-alive pool, orjson both ways):
-the ``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the
-ceiling of a single Python core against a fast server. The SDK stays for the model list (and
-for the Files/Batch APIs other modules use). Status codes are classified here exactly as the
-SDK's exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not
-JSON are retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500
-"validation error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's
-HTTP(S)_PROXY / NO_PROXY apply as they did over the SDK's httpx client.
+Chat completions go over a lean wire (aiohttp with a keep-alive pool, orjson both ways): the
+``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the ceiling
+of a single Python core against a fast server. The SDK stays for the model list (and for the
+Files/Batch APIs other modules use). Status codes are classified here exactly as the SDK's
+exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not JSON are
+retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500 "validation
+error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's HTTP(S)_PROXY /
+NO_PROXY apply as they did over the SDK's httpx client. The admission hooks see every attempt
+on this wire: its status, its headers (``x-ratelimit-*``, Retry-After) and its usage. An
+executor's :class:`Transport` (Ray sender actors) sends misses elsewhere; each sender's own
+client uses this same wire.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from synth.errors import (
     ModelNotFound,
     StoreWriteFailed,
 )
+from synth.llm.cost import Budget, CostMeter
 from synth.llm.health import gate_for
-from synth.llm.ratelimit import TokenBucket, count_tokens
+from synth.llm.limits import Admission
 from synth.store import RunStore
 
 log = logging.getLogger("synth.llm")
@@ -123,6 +129,18 @@ class LLMRequestFailed(Exception):
         self.reason = reason
         self.detail = detail
         self.status = status
+
+
+class Transport(Protocol):
+    """Sends a request the cache could not answer and returns the completion.
+
+    ``stats`` is the calling client's counters: a transport adds what the remote side counted
+    (requests, retries, failed_requests, request_ms). Raises what :meth:`LLMClient.fetch`
+    raises.
+    """
+
+    async def send(self, model: str, messages: list[Message], params: SamplingParams,
+                   stats: Counter[str]) -> Completion: ...
 
 
 def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
@@ -227,9 +245,10 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
         return max(when.timestamp() - time.time(), 0.0)
 
 
-class Transport(Protocol):
+class Wire(Protocol):
     """How one chat-completion POST goes over the wire: ``(status, headers, body)`` back, or
-    :class:`TransportFailure` when no answer came."""
+    :class:`TransportFailure` when no answer came. (Not :class:`Transport`, an executor's
+    sender of whole requests: each of its senders has a client, and that client a wire.)"""
 
     async def post(self, url: str, body: bytes,
                    headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
@@ -237,8 +256,8 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AiohttpTransport:
-    """aiohttp with one keep-alive connection pool per event loop (the default transport)."""
+class AiohttpWire:
+    """aiohttp with one keep-alive connection pool per event loop (the default wire)."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
@@ -306,8 +325,8 @@ class AiohttpTransport:
         self._session = None
 
 
-class HttpxTransport:
-    """An httpx client as the transport (tests pass one with a ``MockTransport``)."""
+class HttpxWire:
+    """An httpx client as the wire (tests pass one with a ``MockTransport``)."""
 
     def __init__(self, client: httpx.AsyncClient, timeout_s: float) -> None:
         self.client = client
@@ -394,11 +413,17 @@ class LLMClient:
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
         http_client: optional httpx client (tests pass one with a ``MockTransport``); chat
             completions then go through it instead of aiohttp.
+        admission: the admission object (default: one built from ``config``).
+
+    ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
+    fails with reason ``deferred`` instead of being sent (Batch API submission, dry runs).
     """
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 admission: Admission | None = None,
+                 transport: Transport | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
@@ -408,23 +433,25 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
                                           timeout=config.timeout_s,
                                           http_client=http_client)  # type: ignore[arg-type]
-        self._transport: Transport = (HttpxTransport(http_client, config.timeout_s)
-                                      if http_client is not None
-                                      else AiohttpTransport(config.timeout_s))
+        self._wire: Wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
+                            else AiohttpWire(config.timeout_s))
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key()}",
                          "Content-Type": "application/json", "Accept": "application/json"}
-        self._sem = asyncio.Semaphore(config.concurrency)
-        self._rpm = TokenBucket(config.rpm) if config.rpm else None
-        self._tpm = TokenBucket(config.tpm) if config.tpm else None
+        self.admission = admission or default_admission(config, store)
+        self.defer: Callable[[str, dict[str, Any]], None] | None = None
         self.gate = gate_for(base_url, config.max_outage_s)
         self.in_flight = 0
         self.max_in_flight = 0
         # Reply text filter (secrets redaction), applied before caching and on cache hits.
         self.scrub: Callable[[str], str] | None = None
+        # Where cache misses go: None sends them from here; an executor's transport (a Ray
+        # actor pool holding slices of the limits) sends them elsewhere. Either way the reply
+        # comes back here, is redacted, and is journaled in this store before it is used.
+        self.transport = transport
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._wire.aclose()
         await self._client.close()
 
     async def list_models(self) -> list[str]:
@@ -474,39 +501,72 @@ class LLMClient:
         if hit is not None:
             self.stats["cache_hits"] += 1
             return self._scrubbed(Completion.from_cache(hit, key))
-        if self._rpm is not None:
-            await self._rpm.acquire(1)
-        if self._tpm is not None:
-            prompt = "\n".join(m.get("content", "") for m in messages)
-            await self._tpm.acquire(count_tokens(prompt) + params.max_tokens)
-        while True:
-            await self.gate.admit()
-            epoch = self.gate.epoch
-            async with self._sem:
-                if self.store.write_failed is not None:  # a full disk: pay for nothing more
-                    raise StoreWriteFailed(str(self.store.write_failed))
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                started = time.monotonic()
-                try:
-                    completion = await self._send_with_retries(messages, params)
-                    break
-                except LLMRequestFailed as exc:
-                    # The endpoint went down while this request was being tried: it did not
-                    # fail on its own merits, so wait for the endpoint and send it again.
-                    if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
-                        raise
-                    self.stats["outage_resends"] += 1
-                finally:
-                    self.in_flight -= 1
-                    self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+        if self.defer is not None:
+            self.defer(key, {"model": self.model, "messages": messages, **params.to_request()})
+            raise LLMRequestFailed("deferred", "not cached; handed to the batch, not sent")
+        if self.store.write_failed is not None:  # a full disk: pay for nothing more
+            raise StoreWriteFailed(str(self.store.write_failed))
+        if self.transport is not None:
+            completion = await self._remote(messages, params, key)
+        else:
+            completion = await self.fetch(messages, params, key)
         completion.key = key
-        # Redacted before it is cached: the key (from the request) is unchanged, a rerun parses
-        # the same redacted text, and the cache never holds a finding.
+        # Redacted here, in the driver, before it is cached, whatever sent it: the key (from
+        # the request) is unchanged, a rerun parses the same redacted text, and the cache
+        # never holds a finding.
         completion = self._scrubbed(completion)
         self.store.put_response(key, self.model, completion.to_cache())
         self.stats["tokens_in"] += completion.tokens_in
         self.stats["tokens_out"] += completion.tokens_out
+        return completion
+
+    async def fetch(self, messages: list[Message], params: SamplingParams,
+                    key: str = "") -> Completion:
+        """One request over the wire under this client's admission, without the cache.
+
+        The health gate, admission before and after every attempt (window, RPM/TPM, cost,
+        budget), bounded retries (a request that failed because the endpoint went down is
+        sent again once it is back). An executor's remote sender
+        (:mod:`synth.executors.ray`) calls this with its slice of the limits; the caller
+        redacts and journals the result.
+        """
+        while True:
+            await self.gate.admit()
+            epoch = self.gate.epoch
+            # A remote sender has no store (the driver checks it).
+            if self.store is not None and self.store.write_failed is not None:
+                raise StoreWriteFailed(str(self.store.write_failed))
+            started = time.monotonic()
+            try:
+                return await self._send_with_retries(messages, params, key)
+            except LLMRequestFailed as exc:
+                # The endpoint went down while this request was being tried: it did not
+                # fail on its own merits, so wait for the endpoint and send it again.
+                if exc.reason not in RETRYABLE_REASONS or self.gate.epoch == epoch:
+                    raise
+                self.stats["outage_resends"] += 1
+            finally:
+                self.stats["request_ms"] += round((time.monotonic() - started) * 1000)
+
+    async def _remote(self, messages: list[Message], params: SamplingParams,
+                      key: str) -> Completion:
+        """A miss sent by the executor's transport, inside this (the driver's) admission.
+
+        The job-wide window, RPM/TPM, cost and budget are kept here, so they hold for the
+        whole job however many senders there are; each sender retries within its own slice.
+        """
+        assert self.transport is not None
+        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
+        try:
+            completion = await self.transport.send(self.model, messages, params, self.stats)
+        except LLMRequestFailed as exc:
+            await self.admission.release(ticket, self.model, exc.status, None, None, exc)
+            raise
+        except BaseException as exc:
+            await self.admission.release(ticket, self.model, None, None, None, exc)
+            raise
+        await self.admission.release(ticket, self.model, 200, None,
+                                     (completion.tokens_in, completion.tokens_out))
         return completion
 
     def _scrubbed(self, completion: Completion) -> Completion:
@@ -522,14 +582,14 @@ class LLMClient:
         high = min(self.config.backoff_base_s * 2.0 ** (attempt - 1), self.config.backoff_max_s)
         return random.uniform(0, max(high, 0.0))
 
-    async def _send_with_retries(self, messages: list[Message],
-                                 params: SamplingParams) -> Completion:
+    async def _send_with_retries(self, messages: list[Message], params: SamplingParams,
+                                 key: str = "") -> Completion:
         body = _dumps({"model": self.model, "messages": messages, **params.to_request()})
         attempt = 0
         while True:
             attempt += 1
             try:
-                completion = await self._send(body)
+                completion = await self._admitted(body, messages, params, key)
             except (HTTPStatusFailure, TransportFailure, MalformedResponse) as exc:
                 if self._should_retry(exc) and attempt < self.config.max_attempts:
                     self.stats["retries"] += 1
@@ -568,16 +628,53 @@ class LLMClient:
                                     f"that is no chat completion: {exc}"[:300])
         return LLMRequestFailed("llm_error", f"{exc.name}: {_message(exc)}", status)
 
-    async def _send(self, body: bytes) -> Completion:
+    async def _admitted(self, body: bytes, messages: list[Message], params: SamplingParams,
+                        key: str) -> Completion:
+        """One attempt between the two admission hooks (limits, window, cost, budget)."""
+        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            completion, headers = await self._send(body)
+        except BaseException as exc:
+            self.in_flight -= 1
+            # A refusal's status and headers (x-ratelimit-*, Retry-After) reach the window and
+            # the pacers; no answer (reset, timeout, a garbled 2xx) has neither.
+            failed = exc if isinstance(exc, HTTPStatusFailure) else None
+            await self.admission.release(
+                ticket, self.model, failed.status_code if failed else None,
+                failed.headers if failed else None, None, exc, retry_after_seconds(exc))
+            raise
+        self.in_flight -= 1
+        await self.admission.release(ticket, self.model, 200, headers,
+                                     (completion.tokens_in, completion.tokens_out))
+        return completion
+
+    async def _send(self, body: bytes) -> tuple[Completion, Mapping[str, str]]:
         self.stats["requests"] += 1
-        status, headers, data = await self._transport.post(self._url, body, self._headers)
+        status, headers, data = await self._wire.post(self._url, body, self._headers)
         if not 200 <= status < 300:
             raise HTTPStatusFailure(status, headers, data)
         try:
-            return parse_completion(data)
+            return parse_completion(data), headers
         except MalformedResponse:
             self.stats["malformed_replies"] += 1
             raise
+
+
+def default_admission(config: LLMConfig, store: RunStore | None) -> Admission:
+    """The admission of a client built from ``config``: window, limits, prices, budget.
+
+    Without a store (an executor's remote sender) there is no budget: the driver's client
+    keeps it, with the spend table, for the whole job.
+    """
+    budget = None
+    if store is not None and (config.budget_usd is not None or config.budget_tokens is not None):
+        spent_usd, spent_tokens = store.spent()
+        budget = Budget(config.budget_usd, config.budget_tokens, spent_usd, spent_tokens)
+    meter = CostMeter(store, config.price_in, config.price_out)
+    return Admission(config.concurrency, config.rpm, config.tpm, meter, budget,
+                     adaptive=config.adaptive)
 
 
 def _message(exc: BaseException) -> str:

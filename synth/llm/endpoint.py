@@ -54,13 +54,22 @@ class Connection:
 
 
 def connect(stack: contextlib.ExitStack, llm: LLMConfig, run_dir: Path, store: RunStore,
-            stats: Counter[str], loop: asyncio.Runner) -> Connection:
+            stats: Counter[str], loop: asyncio.Runner, offline: bool = False,
+            assume_embedded: bool = False) -> Connection:
     """Open the endpoint inside ``stack`` and return a checked client on it.
 
     The embedded server (when used) and the client are closed when ``stack`` closes.
     ``run_dir`` holds ``server.log``; ``store`` the request cache; ``stats`` the counters the
-    client bumps; ``loop`` the job's :class:`asyncio.Runner`.
+    client bumps; ``loop`` the job's :class:`asyncio.Runner`. ``offline``: no endpoint is opened
+    or checked (dry runs, ``--batch`` without one); ``assume_embedded`` then says which prompt
+    dialect to render.
     """
+    if offline:  # an estimate or a queue-only --batch: nothing is contacted, nothing started
+        base_url, embedded = llm.base_url or "", assume_embedded
+        client = LLMClient(base_url, llm.model or EMBEDDED_MODEL, store, llm, stats=stats)
+        stack.callback(lambda: loop.run(client.aclose()))
+        return Connection(client, embedded,
+                          dataclasses.replace(llm, base_url=redact(base_url), model=client.model))
     base_url, embedded = stack.enter_context(endpoint(llm.base_url, run_dir))
     client = LLMClient(base_url, llm.model or "", store, llm, stats=stats)
     stack.callback(lambda: loop.run(client.aclose()))

@@ -17,6 +17,7 @@ sampled seeds) grows with the corpus.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import json
 import os
@@ -28,10 +29,11 @@ from typing import Any
 
 from synth.config import SeedsConfig
 from synth.errors import InputError
+from synth.executors import Executor
 from synth.filters.secrets import SeedScrubber
 from synth.io.corpus import DatasetSource, iter_dataset_sources
 from synth.records import Record, content_id
-from synth.seeds.corpus import SourceFile, iter_source_files
+from synth.seeds.corpus import SourceFile, iter_candidate_paths, iter_source_files, read_source
 from synth.seeds.dedup import Deduper
 from synth.seeds.licenses import LicenseDetector, allowed
 from synth.seeds.quality import gate
@@ -220,24 +222,79 @@ def with_licenses(records: Iterable[Record], counts: Counter[str],
 def extract_seeds(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
                   datasets: Sequence[DatasetSource] = (),
                   index: FileIndex | None = None,
-                  license_allow: tuple[str, ...] = ()) -> Iterator[Record]:
+                  license_allow: tuple[str, ...] = (),
+                  executor: Executor | None = None) -> Iterator[Record]:
     """Stream seeds from every usable file under ``roots`` and every row of ``datasets``.
 
     Units in ``cfg.mode`` pass the quality gates, then exact (whitespace-normalised) and near
     dedup across the whole corpus, then the per-language quotas; every drop is counted in
     ``counts`` (``drop_<reason>``, ``skip_<reason>`` for whole files). Every file read is
     recorded in ``index`` when given.
+
+    With a non-local ``executor``, reading, vetting and cutting files into units runs there on
+    shards of paths (:func:`units_of_paths`); dedup and quotas, which need the whole stream in
+    order, stay here and see the units in the local order, so the seeds are the same.
     """
     cfg.validate()
-    sources = iter_sources(roots, cfg, counts, datasets)
-    if index is not None:
-        sources = map(index.add, sources)
-    units = with_licenses((r for source in sources for r in units_from_file(source, cfg, counts)),
-                          counts, license_allow)
+    if executor is not None and executor.name != "local":
+        units: Iterable[Record] = _sharded_units(roots, cfg, counts, datasets, index, executor)
+    else:
+        sources = iter_sources(roots, cfg, counts, datasets)
+        if index is not None:
+            sources = map(index.add, sources)
+        units = (r for source in sources for r in units_from_file(source, cfg, counts))
+    # Licences are looked up here, in the driver, on the units in order (a repository's
+    # licence file is read once and cached), whatever cut them.
+    units = with_licenses(units, counts, license_allow)
     unique = dedup(units, Deduper(cfg.near_dedup), counts)
     for record in apply_quota(unique, cfg.quota, cfg.seed, counts):
         counts["seeds"] += 1
         yield record
+
+
+FileUnits = tuple[SourceFile | None, list[Record], dict[str, int]]
+
+
+def units_of_paths(cfg: SeedsConfig, paths: list[tuple[str, str]]) -> list[FileUnits]:
+    """On a worker: read, vet and cut each ``(root, path)`` into gated units.
+
+    Returns per path the file (its text dropped: the driver only indexes it), its units and
+    the counts it caused.
+    """
+    out: list[FileUnits] = []
+    for root, path in paths:
+        counts: Counter[str] = Counter()
+        source = read_source(Path(path), Path(root), counts, cfg.max_file_bytes)
+        records = list(units_from_file(source, cfg, counts)) if source is not None else []
+        slim = dataclasses.replace(source, text="") if source is not None else None
+        out.append((slim, records, dict(counts)))
+    return out
+
+
+def _sharded_units(roots: Iterable[Path], cfg: SeedsConfig, counts: Counter[str],
+                   datasets: Sequence[DatasetSource], index: FileIndex | None,
+                   executor: Executor) -> Iterator[Record]:
+    def paths() -> Iterator[tuple[str, str]]:
+        for root in roots:
+            try:
+                resolved = Path(root).resolve(strict=True)
+            except (OSError, RuntimeError) as exc:
+                raise InputError(f"{root} cannot be read: {exc}") from exc
+            for path in iter_candidate_paths(resolved, counts):
+                yield str(resolved), str(path)
+
+    for source, records, counted in executor.map_batches(
+            functools.partial(units_of_paths, cfg), paths(), batch_size=64):
+        counts.update(counted)
+        if source is not None and index is not None:
+            index.add(source)
+        yield from records
+    # Dataset rows stream from one reader; they are cut here.
+    for src in datasets:
+        for row in iter_dataset_sources(src, counts, cfg.max_file_bytes):
+            if index is not None:
+                index.add(row)
+            yield from units_from_file(row, cfg, counts)
 
 
 def write_manifest(run_dir: Path, roots: Sequence[Path], datasets: Sequence[DatasetSource],
