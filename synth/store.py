@@ -23,12 +23,18 @@ It also keeps the generator–discriminator loop's example memory (good and bad 
 task, bounded) and which cases each record was shown, so a rerun renders the same prompts and
 is served from the request cache.
 
-Every write is committed at once (WAL, synchronous=NORMAL) so a ``kill -9`` loses at most the
-response in flight; a second synth process on the same directory is refused by a file lock.
+Writes go to a WAL with synchronous=NORMAL (no fsync per commit). LLM responses that arrive in
+the same event-loop tick are committed together in one transaction at the end of that tick (a
+burst at concurrency 64 is one commit, not 64), and any response still pending is committed in
+the same transaction as, or before, the next record result, read or close: a response is always
+durable before the record that used it is reported done, so a ``kill -9`` loses at most the
+responses of the current tick. A second synth process on the same directory is refused by a
+file lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -39,6 +45,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from synth.errors import StoreError, StoreWriteFailed
 from synth.records import Record
@@ -166,6 +174,9 @@ class RunStore:
             raise StoreError(
                 f"{self.run_dir / 'store.sqlite'} is not a usable store: {exc}") from exc
         self.gen = 0
+        # responses not yet committed, by key (served from here until the burst's commit)
+        self._pending: dict[str, tuple[str, str, str, float]] = {}
+        self._flush_scheduled = False
         #: Set by the first failed write; the LLM client sends nothing more once it is set.
         self.write_failed: StoreWriteFailed | None = None
 
@@ -181,6 +192,7 @@ class RunStore:
     def close(self) -> None:
         db = getattr(self, "db", None)
         if db is not None:
+            self.flush()
             db.close()
             self.db = None  # type: ignore[assignment]
         if self._lock_fd >= 0:
@@ -196,19 +208,80 @@ class RunStore:
 
     # -- request cache ---------------------------------------------------------------------
 
+    PENDING_MAX = 512  # a burst larger than this is committed in pieces
+
     def get_response(self, key: str) -> dict[str, Any] | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return orjson.loads(pending[2])
         row = self.db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return orjson.loads(row[0]) if row else None
 
     def put_response(self, key: str, model: str, response: dict[str, Any]) -> None:
-        with self._writing():
-            self.db.execute(
-                "INSERT OR REPLACE INTO responses (key, model, response, created_at) "
-                "VALUES (?,?,?,?)",
-                (key, model, json.dumps(response, ensure_ascii=False), time.time()),
-            )
+        """Journal one response; committed with the rest of this event-loop tick's burst.
+
+        Outside a running event loop it is committed at once; inside a transaction the caller
+        opened (a Batch API file collected in one transaction) it commits with that transaction.
+        """
+        row = (key, model, _dumps(response), time.time())
+        if self.db.in_transaction:
+            with self._writing():
+                self._insert_responses([row])
+            return
+        self._pending[key] = row
+        if len(self._pending) >= self.PENDING_MAX:
+            self.flush()
+            return
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        # Run by the event loop, where a raise would only be logged as a traceback: a failed
+        # write sets write_failed instead (the client then sends nothing more), and the
+        # pending responses stay for the next result's transaction, which raises it in a
+        # request and stops the run with one line.
+        with contextlib.suppress(StoreWriteFailed):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every pending response in one transaction."""
+        self._flush_scheduled = False
+        if not self._pending or self.db is None:
+            return
+        rows = list(self._pending.values())
+        with self._writing(), self.db:
+            self.db.execute("BEGIN")
+            self._insert_responses(rows)
+        self._pending.clear()
+
+    def _insert_responses(self, rows: list[tuple[str, str, str, float]]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO responses (key, model, response, created_at) VALUES (?,?,?,?)",
+            rows)
+
+    def iter_responses(self, batch: int = 2000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every cached response as ``(key, response)``, read in batches (flat memory)."""
+        self.flush()
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT key, response FROM responses WHERE key > ? ORDER BY key LIMIT ?",
+                (last, batch)).fetchall()
+            if not rows:
+                return
+            for key, body in rows:
+                yield key, orjson.loads(body)
+            last = rows[-1][0]
 
     def count_responses(self) -> int:
+        self.flush()
         return int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     # -- execution cache (synth.generators.verify) ------------------------------------------
@@ -230,16 +303,26 @@ class RunStore:
 
     def put_result(self, record: Record, status: str, stage: str | None = None,
                    reason: str | None = None) -> None:
-        """Record the fate of one record in the current invocation (kept or rejected)."""
+        """Record the fate of one record in the current invocation (kept or rejected).
+
+        Pending responses are committed in the same transaction: the responses a record used
+        are durable before (never after) the record is reported done.
+        """
         if self.scrub is not None:
             self.scrub(record)
-        with self._writing():
-            self.db.execute(
-                "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
-                 record.to_json()),
-            )
+        row = (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
+               record.to_json())
+        sql = ("INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
+               "VALUES (?,?,?,?,?,?,?)")
+        if not self._pending:
+            with self._writing():
+                self.db.execute(sql, row)
+            return
+        with self._writing(), self.db:
+            self.db.execute("BEGIN")
+            self._insert_responses(list(self._pending.values()))
+            self.db.execute(sql, row)
+        self._pending.clear()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -263,6 +346,7 @@ class RunStore:
 
         Yields ``(stage, reason, record)``; reads in batches so memory stays flat.
         """
+        self.flush()
         last = (-1, "")
         while True:
             rows = self.db.execute(
@@ -299,6 +383,7 @@ class RunStore:
 
     def memory_pin(self, task: str, kind: str, case_id: str, body: dict[str, Any]) -> bool:
         """Pin one user case unless it is already there; True when added."""
+        self.flush()
         ord_ = int(self.db.execute("SELECT COUNT(*) FROM memory WHERE gen = 0").fetchone()[0])
         cur = self.db.execute(
             "INSERT OR IGNORE INTO memory (gen, task, kind, id, ord, score, body) "
@@ -313,6 +398,7 @@ class RunStore:
         ``complete`` marks the invocation's memory final: later invocations start from it, and
         older invocations' rows are dropped.
         """
+        self.flush()
         # Saved at the end of a run, also one stopped by a full disk: fail as StoreWriteFailed.
         with self._writing(), self.db:
             self.db.execute("BEGIN")
@@ -349,6 +435,7 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
     def fewshot_put(self, record_id: str, key: str, cases: Any) -> None:
+        self.flush()
         with self._writing():
             self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
                             (record_id, key, json.dumps(cases, ensure_ascii=False)))
@@ -478,6 +565,14 @@ def write_json(path: Path, data: Any) -> Path:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
         os.replace(tmp, path)
     return path
+
+
+
+def _dumps(data: Any) -> str:
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # a lone surrogate orjson refuses; json keeps it as before
+        return json.dumps(data, ensure_ascii=False)
 
 
 @contextlib.contextmanager

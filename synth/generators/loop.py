@@ -31,14 +31,18 @@ a record in its second round never waits for a batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
+
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
 
 from synth.generators.base import (
     NO_EXAMPLES,
@@ -185,6 +189,10 @@ class TaskStage(AsyncStage):
         self.verify = verify
         gating = verify is not None and verify.require
         self.max_rounds = max_rounds if discriminate or gating else 1
+        # The request wording a reply is checked against depends only on what task.blank keeps
+        # (task, language, target language / evol method) and the answer format: rendered once
+        # per distinct one instead of once per reply.
+        self._wordings: dict[tuple[str, str, str, str], str] = {}
         self.seed = seed
         self.formats = {name: FormatState.from_option(answer_format, t.schema, first_dialect)
                         for name, t in self.tasks.items()}
@@ -417,8 +425,14 @@ class TaskStage(AsyncStage):
         if isinstance(parsed, Reject):
             return parsed
         instance = parsed.meta.get("instance") or {}
-        wording = task.messages(task.blank(record), self.prompts, gen.answer_format)[-1]
-        echoed = echoed_field(instance, wording["content"])
+        blank = task.blank(record)
+        wkey = (task.name, gen.answer_format, blank.lang,
+                json.dumps(blank.meta, sort_keys=True, default=str))
+        wording = self._wordings.get(wkey)
+        if wording is None:
+            wording = task.messages(blank, self.prompts, gen.answer_format)[-1]["content"]
+            self._wordings[wkey] = wording
+        echoed = echoed_field(instance, wording)
         if echoed is not None:
             return Reject("parse_echoed_prompt", f"the {echoed} repeats the wording of the "
                           "request instead of answering it")
@@ -505,17 +519,36 @@ class TaskStage(AsyncStage):
 
 
 ECHO_RATIO = 0.8
+# The gate's cut-off sits under ECHO_RATIO: rapidfuzz turns a score_cutoff into a distance bound
+# with rounding of its own (a cut-off of 0.8 - 1e-9 drops a pair whose ratio is exactly 0.8), so
+# the gate keeps a margin and difflib decides every pair inside it.
+_GATE = ECHO_RATIO - 0.01
 
 
 def echoed_field(instance: dict[str, str], prompt: str) -> str | None:
     """The first field whose value is a near copy of one line of ``prompt`` (the templates' own
     wording: a small model parroting a field's description instead of writing it), else None."""
-    lines = [_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines()]
+    lines = _prompt_lines(prompt)
     for key, value in instance.items():
         text = _plain(value)
-        if key != "task_name" and len(text) <= 600 and any(_near(text, line) for line in lines):
-            return key
+        if key == "task_name" or len(text) > 600 or not 10 <= len(text) <= 2000:
+            continue
+        # rapidfuzz scans every line in C and returns only the lines within the gate (extract,
+        # not extract_iter: the generator costs ~40x more per call); the exact difflib ratio is
+        # then computed for those few candidates (see _near).
+        for line, _, _ in process.extract(text, lines, scorer=Indel.normalized_similarity,
+                                          score_cutoff=_GATE, limit=None):
+            if _difflib_near(text, line):
+                return key
     return None
+
+
+@lru_cache(maxsize=256)
+def _prompt_lines(prompt: str) -> tuple[str, ...]:
+    """The prompt's lines as ``echoed_field`` compares them (cached: a task's request wording
+    is the same for every record, so each distinct wording is split and normalised once)."""
+    lines = (_plain(re.sub(r"^\s*[-*]?\s*\w+:\s", "", line)) for line in prompt.splitlines())
+    return tuple(dict.fromkeys(line for line in lines if 10 <= len(line) <= 2000))
 
 
 def copied_field(instance: dict[str, str], examples: Examples) -> str | None:
@@ -530,8 +563,25 @@ def copied_field(instance: dict[str, str], examples: Examples) -> str | None:
 
 
 def _near(a: str, b: str) -> bool:
-    if not (10 <= len(a) <= 2000 and 10 <= len(b) <= 2000):
+    """difflib's ``ratio() >= ECHO_RATIO`` verdict, computed cheaply.
+
+    Two gates reject almost every pair before difflib runs: the length bound (difflib's
+    ``real_quick_ratio``) and rapidfuzz's Indel similarity ``2·LCS/(|a|+|b|)``, computed in C.
+    difflib's matching blocks are a common subsequence, so its ratio never exceeds the Indel
+    one: a pair the gate drops is a pair difflib would drop. The few pairs that pass (near
+    copies) get difflib's exact ratio, so every verdict is the one difflib alone gave.
+    """
+    la, lb = len(a), len(b)
+    if not (10 <= la <= 2000 and 10 <= lb <= 2000):
         return False
+    if 2.0 * min(la, lb) / (la + lb) < _GATE:
+        return False
+    if Indel.normalized_similarity(a, b, score_cutoff=_GATE) < _GATE:
+        return False
+    return _difflib_near(a, b)
+
+
+def _difflib_near(a: str, b: str) -> bool:
     matcher = SequenceMatcher(None, a, b, autojunk=False)
     return matcher.real_quick_ratio() >= ECHO_RATIO and matcher.ratio() >= ECHO_RATIO
 

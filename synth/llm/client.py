@@ -7,29 +7,38 @@ is journaled in the run store *before* the caller sees it, so a crash after the 
 never pays for it twice, and a rerun of the same command sends only what is not cached. The
 health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down instead of
 letting every record burn its retries, and stops the run after ``--max-outage``.
+
+Chat completions go over a lean wire (aiohttp with a keep-alive pool, orjson both ways): the
+``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the ceiling
+of a single Python core against a fast server. The SDK stays for the model list (and for the
+Files/Batch APIs other modules use). Status codes are classified here exactly as the SDK's
+exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not JSON are
+retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500 "validation
+error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's HTTP(S)_PROXY /
+NO_PROXY apply as they did over the SDK's httpx client. The admission hooks see every attempt
+on this wire: its status, its headers (``x-ratelimit-*``, Retry-After) and its usage. An
+executor's :class:`Transport` (Ray sender actors) sends misses elsewhere; each sender's own
+client uses this same wire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 import json
 import logging
+import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import httpx
 import openai
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+import orjson
 
 from synth.config import LLMConfig, api_key
 from synth.errors import (
@@ -64,6 +73,12 @@ class SamplingParams:
 
     def to_request(self) -> dict[str, Any]:
         """Keyword arguments for ``chat.completions.create`` (None values left out)."""
+        return dict(self._request)
+
+    @cached_property
+    def _request(self) -> dict[str, Any]:
+        # asdict deep-copies every field: computed once per (frozen) params object, not twice
+        # per request (cache key + body), which was the generate path's top Python cost.
         data = asdict(self)
         if data["stop"] is not None:
             data["stop"] = list(data["stop"])
@@ -102,11 +117,6 @@ class Completion:
 RETRYABLE_REASONS = frozenset({"llm_error", "llm_malformed"})
 
 
-class MalformedReply(Exception):
-    """A 2xx answer whose body is not the JSON of a chat completion (a proxy's truncated body,
-    a server bug). Retried like a 5xx."""
-
-
 class LLMRequestFailed(Exception):
     """One request could not be answered; the record is rejected with ``reason``.
 
@@ -140,25 +150,60 @@ def cache_key(model: str, messages: list[Message], params: SamplingParams, sampl
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# The SDK's exception class names, kept in reject details so they read as before the switch.
+_STATUS_NAMES = {400: "BadRequestError", 401: "AuthenticationError",
+                 403: "PermissionDeniedError", 404: "NotFoundError", 409: "ConflictError",
+                 422: "UnprocessableEntityError", 429: "RateLimitError"}
+
+
+class HTTPStatusFailure(Exception):
+    """The endpoint answered a chat completion with a non-2xx status."""
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        try:
+            self.body: Any = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            self.body = body[:300].decode("utf-8", "replace")
+        name = _STATUS_NAMES.get(status_code,
+                                 "InternalServerError" if status_code >= 500 else "APIStatusError")
+        self.name = name
+        super().__init__(f"HTTP {status_code}")
+
+
+class TransportFailure(Exception):
+    """No answer: connection refused or reset, or the timeout passed."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.name = name  # APIConnectionError or APITimeoutError, as the SDK named them
+
+
+class MalformedResponse(Exception):
+    """A 2xx answer whose body is not a chat completion (cut off, not JSON)."""
+
+    name = "MalformedResponse"
+
+
 def _invalid_request(exc: BaseException) -> bool:
     """A request the server will never accept as sent.
 
     llama-cpp-python answers a request that fails validation with HTTP 500 and a pydantic
     "validation error" message; retrying that would only repeat the refusal.
     """
-    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return True
-    return (isinstance(exc, openai.InternalServerError)
-            and "validation error" in _message(exc).lower())
+    if not isinstance(exc, HTTPStatusFailure):
+        return False
+    return exc.status_code in (400, 422) or (
+        exc.status_code == 500 and "validation error" in _message(exc).lower())
 
 
 def _retryable(exc: BaseException) -> bool:
-    if _invalid_request(exc):
-        return False
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, TransportFailure | MalformedResponse):
+        return True
+    if isinstance(exc, HTTPStatusFailure) and not _invalid_request(exc):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError | MalformedReply
-                      | httpx.TransportError)
+    return False
 
 
 def _outage_signal(exc: BaseException) -> bool:
@@ -166,17 +211,19 @@ def _outage_signal(exc: BaseException) -> bool:
     no connection, a timeout, a 5xx. A 429 is the endpoint working as designed."""
     if _invalid_request(exc):
         return False
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, HTTPStatusFailure):
         return exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | openai.APITimeoutError
-                      | httpx.TransportError)
+    return isinstance(exc, TransportFailure)
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """The server's ``Retry-After`` (or ``retry-after-ms``) in seconds, if it sent one."""
-    if not isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, HTTPStatusFailure):
+        headers: Mapping[str, str] = exc.headers
+    elif isinstance(exc, openai.APIStatusError):
+        headers = exc.response.headers
+    else:
         return None
-    headers = exc.response.headers
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
@@ -189,10 +236,170 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
+        try:
+            when = email.utils.parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):
+            return None
         if when is None:
             return None
         return max(when.timestamp() - time.time(), 0.0)
+
+
+class Wire(Protocol):
+    """How one chat-completion POST goes over the wire: ``(status, headers, body)`` back, or
+    :class:`TransportFailure` when no answer came. (Not :class:`Transport`, an executor's
+    sender of whole requests: each of its senders has a client, and that client a wire.)"""
+
+    async def post(self, url: str, body: bytes,
+                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpWire:
+    """aiohttp with one keep-alive connection pool per event loop (the default wire)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # url -> (proxy, proxy auth) from HTTP(S)_PROXY / NO_PROXY, looked up once per URL
+        self._proxies: dict[str, tuple[Any, Any]] = {}
+
+    def _get_session(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            import aiohttp  # imported on first use: commands without an LLM never pay for it
+
+            # Our semaphore bounds the requests in flight, so the pool itself is unbounded;
+            # idle connections are kept alive for the next request.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                json_serialize=lambda o: orjson.dumps(o).decode())
+            self._loop = loop
+        return self._session
+
+    async def post(self, url: str, body: bytes,
+                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        import aiohttp
+
+        session = self._get_session()
+        proxy, proxy_auth = self._proxy_for(url)
+        try:
+            async with session.post(url, data=body, headers=headers, proxy=proxy,
+                                    proxy_auth=proxy_auth) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except TimeoutError as exc:
+            raise TransportFailure("APITimeoutError", "Request timed out.") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            raise TransportFailure("APIConnectionError",
+                                   f"Connection error: {exc.__class__.__name__}: {exc}") from exc
+
+    def _proxy_for(self, url: str) -> tuple[Any, Any]:
+        """The proxy the environment names for ``url`` (HTTP_PROXY/HTTPS_PROXY, NO_PROXY), as
+        the SDK's httpx client honoured them; (None, None) for none.
+
+        Looked up here once per URL rather than with the session's ``trust_env``: that does a
+        thread hop per request for the lookup, and a ~/.netrc entry for the host would collide
+        with our Authorization header.
+        """
+        hit = self._proxies.get(url)
+        if hit is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            try:
+                hit = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                hit = (None, None)
+            self._proxies[url] = hit
+        return hit
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            try:
+                await self._session.close()
+            except RuntimeError:  # its event loop is gone; nothing left to close
+                pass
+        self._session = None
+
+
+class HttpxWire:
+    """An httpx client as the wire (tests pass one with a ``MockTransport``)."""
+
+    def __init__(self, client: httpx.AsyncClient, timeout_s: float) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+
+    async def post(self, url: str, body: bytes,
+                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        try:
+            resp = await self.client.post(url, content=body, headers=headers,
+                                          timeout=self.timeout_s)
+            return resp.status_code, resp.headers, resp.content
+        except httpx.TimeoutException as exc:
+            raise TransportFailure("APITimeoutError", "Request timed out.") from exc
+        except httpx.TransportError as exc:
+            raise TransportFailure("APIConnectionError",
+                                   f"Connection error: {exc.__class__.__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # a lone surrogate orjson refuses: json escapes it as \udXXX
+        return json.dumps(data).encode("ascii")
+
+
+def parse_completion(body: bytes) -> Completion:
+    """A chat-completion body as a :class:`Completion`.
+
+    Raises:
+        MalformedResponse: the body is not JSON or not shaped like a chat completion.
+        LLMRequestFailed: ``llm_empty`` when it holds no choice.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedResponse(f"the body is not JSON ({exc}): {body[:80]!r}") from exc
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"the body is not a JSON object: {body[:80]!r}")
+    choices = data.get("choices")
+    if not choices:
+        raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
+    choice = choices[0] if isinstance(choices, list) else None
+    if not isinstance(choice, dict):
+        raise MalformedResponse(f"choices[0] is not an object: {body[:80]!r}")
+    message = choice.get("message") or {}
+    text = message.get("content") if isinstance(message, dict) else None
+    logprobs = None
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+        logprobs = [_token_logprob(t) for t in lp["content"] if isinstance(t, dict)]
+    usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        usage = {}
+    return Completion(
+        text=text if isinstance(text, str) else "",
+        finish_reason=choice.get("finish_reason") or "unknown",
+        tokens_in=int(usage.get("prompt_tokens") or 0),
+        tokens_out=int(usage.get("completion_tokens") or 0),
+        logprobs=logprobs,
+    )
+
+
+def _token_logprob(t: dict[str, Any]) -> dict[str, Any]:
+    """One token's logprobs with the fields the SDK's ``model_dump()`` always had."""
+    out = {"token": t.get("token"), "bytes": t.get("bytes"), "logprob": t.get("logprob")}
+    top = t.get("top_logprobs")
+    out["top_logprobs"] = [{"token": x.get("token"), "bytes": x.get("bytes"),
+                            "logprob": x.get("logprob")} for x in top if isinstance(x, dict)
+                           ] if isinstance(top, list) else []
+    return out
 
 
 class LLMClient:
@@ -204,7 +411,8 @@ class LLMClient:
         store: run store holding the request cache.
         config: concurrency, timeouts, retry bounds, rate limits.
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
-        http_client: optional httpx client (tests pass one with a ``MockTransport``).
+        http_client: optional httpx client (tests pass one with a ``MockTransport``); chat
+            completions then go through it instead of aiohttp.
         admission: the admission object (default: one built from ``config``).
 
     ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
@@ -221,10 +429,15 @@ class LLMClient:
         self.store = store
         self.config = config
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        # Our own retries (tenacity) replace the SDK's, so that Retry-After and the bound apply.
+        # The SDK serves the model list only; chat completions go over the lean transport.
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
                                           timeout=config.timeout_s,
                                           http_client=http_client)  # type: ignore[arg-type]
+        self._wire: Wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
+                            else AiohttpWire(config.timeout_s))
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {api_key()}",
+                         "Content-Type": "application/json", "Accept": "application/json"}
         self.admission = admission or default_admission(config, store)
         self.defer: Callable[[str, dict[str, Any]], None] | None = None
         self.gate = gate_for(base_url, config.max_outage_s)
@@ -238,6 +451,7 @@ class LLMClient:
         self.transport = transport
 
     async def aclose(self) -> None:
+        await self._wire.aclose()
         await self._client.close()
 
     async def list_models(self) -> list[str]:
@@ -278,7 +492,8 @@ class LLMClient:
 
         Raises:
             LLMRequestFailed: the request failed for good (reason ``llm_error`` after bounded
-                retries, ``llm_bad_request`` for a 400/422 the server will not accept).
+                retries, ``llm_malformed`` when every answer was a 2xx whose body was no chat
+                completion, ``llm_bad_request`` for a 400/422 the server will not accept).
             AuthenticationFailed, ModelNotFound: the run cannot go on.
         """
         key = cache_key(self.model, messages, params, sample)
@@ -359,111 +574,92 @@ class LLMClient:
             completion.text = self.scrub(completion.text)
         return completion
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _wait(self, exc: BaseException, attempt: int) -> float:
         told = retry_after_seconds(exc)
         if told is not None:
             return min(told, max(self.config.backoff_max_s, 1.0) * 10)
-        backoff = wait_random_exponential(multiplier=self.config.backoff_base_s,
-                                          max=self.config.backoff_max_s)
-        return float(backoff(state))
-
-    def _should_retry(self, exc: BaseException) -> bool:
-        if _outage_signal(exc):
-            self.gate.failure(f"{exc.__class__.__name__}: {_message(exc)[:120]}")
-        # Once the gate has closed, retrying only burns attempts: complete() waits instead.
-        return _retryable(exc) and self.gate.is_open
-
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats["retries"] += 1
-        exc = state.outcome.exception() if state.outcome else None
-        log.debug("retrying after %s (attempt %d)", exc.__class__.__name__, state.attempt_number)
+        # full jitter, as tenacity's wait_random_exponential computed it before
+        high = min(self.config.backoff_base_s * 2.0 ** (attempt - 1), self.config.backoff_max_s)
+        return random.uniform(0, max(high, 0.0))
 
     async def _send_with_retries(self, messages: list[Message], params: SamplingParams,
                                  key: str = "") -> Completion:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(self._should_retry),
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    completion = await self._admitted(messages, params, key)
-                    self.gate.success()
-                    return completion
-        except openai.AuthenticationError as exc:
-            raise AuthenticationFailed(
-                f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY") from exc
-        except openai.NotFoundError as exc:
-            raise ModelNotFound(
-                f"{self.base_url} answered 404 for model {self.model!r}: {_message(exc)}") from exc
-        except MalformedReply as exc:
-            self.stats["failed_requests"] += 1
-            raise LLMRequestFailed("llm_malformed", str(exc)) from exc
-        except (openai.APIError, httpx.HTTPError) as exc:
-            if _invalid_request(exc):
-                raise LLMRequestFailed("llm_bad_request", _message(exc),
-                                       getattr(exc, "status_code", None)) from exc
-            self.stats["failed_requests"] += 1
-            status = getattr(exc, "status_code", None)
-            raise LLMRequestFailed("llm_error", f"{exc.__class__.__name__}: {_message(exc)}",
-                                   status) from exc
-        raise AssertionError("unreachable: tenacity either returns or reraises")
+        body = _dumps({"model": self.model, "messages": messages, **params.to_request()})
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                completion = await self._admitted(body, messages, params, key)
+            except (HTTPStatusFailure, TransportFailure, MalformedResponse) as exc:
+                if self._should_retry(exc) and attempt < self.config.max_attempts:
+                    self.stats["retries"] += 1
+                    log.debug("retrying after %s (attempt %d)", exc.name, attempt)
+                    await asyncio.sleep(self._wait(exc, attempt))
+                    continue
+                raise self._failure(exc) from exc
+            self.gate.success()
+            return completion
 
-    async def _admitted(self, messages: list[Message], params: SamplingParams,
+    def _should_retry(self, exc: BaseException) -> bool:
+        if _outage_signal(exc):
+            self.gate.failure(f"{getattr(exc, 'name', exc.__class__.__name__)}: "
+                              f"{_message(exc)[:120]}")
+        # Once the gate has closed, retrying only burns attempts: complete() waits instead.
+        return _retryable(exc) and self.gate.is_open
+
+    def _failure(self, exc: HTTPStatusFailure | TransportFailure | MalformedResponse
+                 ) -> Exception:
+        """What a request that failed for good becomes: the run's end or one record's."""
+        status = exc.status_code if isinstance(exc, HTTPStatusFailure) else None
+        if status == 401:
+            return AuthenticationFailed(
+                f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY")
+        if status == 403:
+            return AuthenticationFailed(
+                f"{self.base_url} denied access (HTTP 403); check the key's permissions")
+        if status == 404:
+            return ModelNotFound(
+                f"{self.base_url} answered 404 for model {self.model!r}: {_message(exc)}")
+        if _invalid_request(exc):
+            return LLMRequestFailed("llm_bad_request", _message(exc), status)
+        self.stats["failed_requests"] += 1
+        if isinstance(exc, MalformedResponse):
+            return LLMRequestFailed("llm_malformed", f"the endpoint answered 2xx with a body "
+                                    f"that is no chat completion: {exc}"[:300])
+        return LLMRequestFailed("llm_error", f"{exc.name}: {_message(exc)}", status)
+
+    async def _admitted(self, body: bytes, messages: list[Message], params: SamplingParams,
                         key: str) -> Completion:
         """One attempt between the two admission hooks (limits, window, cost, budget)."""
         ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            completion, headers = await self._send(messages, params)
+            completion, headers = await self._send(body)
         except BaseException as exc:
             self.in_flight -= 1
-            status = getattr(exc, "status_code", None)
-            response = getattr(exc, "response", None)
+            # A refusal's status and headers (x-ratelimit-*, Retry-After) reach the window and
+            # the pacers; no answer (reset, timeout, a garbled 2xx) has neither.
+            failed = exc if isinstance(exc, HTTPStatusFailure) else None
             await self.admission.release(
-                ticket, self.model, status, getattr(response, "headers", None), None, exc,
-                retry_after_seconds(exc))
+                ticket, self.model, failed.status_code if failed else None,
+                failed.headers if failed else None, None, exc, retry_after_seconds(exc))
             raise
         self.in_flight -= 1
         await self.admission.release(ticket, self.model, 200, headers,
                                      (completion.tokens_in, completion.tokens_out))
         return completion
 
-    async def _send(self, messages: list[Message],
-                    params: SamplingParams) -> tuple[Completion, Any]:
+    async def _send(self, body: bytes) -> tuple[Completion, Mapping[str, str]]:
         self.stats["requests"] += 1
+        status, headers, data = await self._wire.post(self._url, body, self._headers)
+        if not 200 <= status < 300:
+            raise HTTPStatusFailure(status, headers, data)
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=messages,  # type: ignore[arg-type]
-                **params.to_request(),
-            )
-            resp = raw.parse()
-        except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError
+            return parse_completion(data), headers
+        except MalformedResponse:
             self.stats["malformed_replies"] += 1
-            raise MalformedReply(f"the endpoint's reply is not a chat completion: "
-                                 f"{exc.__class__.__name__}: {str(exc)[:200]}") from exc
-        if not isinstance(getattr(resp, "choices", None), list):
-            self.stats["malformed_replies"] += 1
-            raise MalformedReply(f"the endpoint's reply has no choices list: {str(resp)[:200]}")
-        if not resp.choices:
-            raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
-        choice = resp.choices[0]
-        logprobs = None
-        if choice.logprobs is not None and choice.logprobs.content is not None:
-            logprobs = [t.model_dump() for t in choice.logprobs.content]
-        usage = resp.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason or "unknown",
-            tokens_in=usage.prompt_tokens if usage else 0,
-            tokens_out=usage.completion_tokens if usage else 0,
-            logprobs=logprobs,
-        ), raw.headers
+            raise
 
 
 def default_admission(config: LLMConfig, store: RunStore | None) -> Admission:
@@ -489,4 +685,6 @@ def _message(exc: BaseException) -> str:
             return str(err["message"])[:300]
         if isinstance(err, str):
             return err[:300]
+    if isinstance(body, str) and body:
+        return body[:300]
     return str(exc)[:300]

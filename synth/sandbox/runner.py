@@ -689,10 +689,13 @@ class Sandbox:
             streams = []
             for fd in (out_r, err_r, status_r):
                 reader = asyncio.StreamReader(limit=1 << 20)
-                pipe_transport, _ = await loop.connect_read_pipe(
-                    functools.partial(asyncio.StreamReaderProtocol, reader),
-                    os.fdopen(fd, "rb", 0))
+                pipe = os.fdopen(fd, "rb", 0)
+                # The file object owns fd from here: a cancel inside connect_read_pipe closes
+                # the transport, which closes the pipe later; closing fd here as well would
+                # close a number the event loop may have reused (EBADF traceback).
                 opened.discard(fd)
+                pipe_transport, _ = await loop.connect_read_pipe(
+                    functools.partial(asyncio.StreamReaderProtocol, reader), pipe)
                 transports.append(pipe_transport)
                 streams.append(reader)
             readers = [asyncio.create_task(out.drain(streams[0])),

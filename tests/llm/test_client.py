@@ -208,3 +208,63 @@ def test_rpm_limit_spaces_requests(store: RunStore) -> None:
 
     run(burst())
     assert times[-1] - times[0] >= 0.25  # 4 requests at 10/s take ~0.3 s
+
+
+def test_malformed_200_is_retried_then_rejected_as_llm_malformed(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(200, content=b'{"choices": [ {"mess')
+        return httpx.Response(200, json=chat_response("ok"))
+
+    assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
+    assert calls == 2
+
+    def always(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"choices": [ {"mess')
+
+    client = mock_client(always, store, max_attempts=3)
+    with pytest.raises(LLMRequestFailed) as info:
+        run(client.complete([{"role": "user", "content": "other"}], SamplingParams()))
+    assert info.value.reason == "llm_malformed"
+    assert client.stats["requests"] == 3 and client.stats["retries"] == 2
+
+
+def test_timeouts_are_retried(store: RunStore) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json=chat_response("ok"))
+
+    assert run(mock_client(handler, store).complete(MSG, SamplingParams())).text == "ok"
+    assert calls == 2
+
+
+def test_responses_are_batched_per_tick_and_join_an_open_transaction(store: RunStore) -> None:
+    """A burst of responses in one event-loop tick is one commit, made durable before (or with)
+    the next record result; a response put inside a transaction the caller opened (a Batch API
+    file collected in one transaction) commits or rolls back with it."""
+    async def burst() -> int:
+        for i in range(5):
+            store.put_response(f"k{i}", "m", {"text": str(i)})
+        pending = len(store._pending)
+        await asyncio.sleep(0)  # the tick ends: the scheduled flush commits them together
+        return pending
+
+    assert run(burst()) == 5 and not store._pending and store.count_responses() == 5
+    with pytest.raises(RuntimeError), store.db:
+        store.db.execute("BEGIN")
+        store.put_response("rolled-back", "m", {"text": "x"})
+        raise RuntimeError("the caller's transaction fails")
+    assert store.get_response("rolled-back") is None
+    with store.db:
+        store.db.execute("BEGIN")
+        store.put_response("collected", "m", {"text": "y"})
+    assert store.get_response("collected") == {"text": "y"} and not store._pending

@@ -60,3 +60,75 @@ def test_unknown_model_offline_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="cannot load embedding model"):
         Embedder("no-such-org/no-such-model-xyz").encode(["x"])
+
+
+# A fixed sample of code snippets (varied shapes and lengths) for the precision checks.
+SNIPPETS = [
+    f"def f{i}(xs):\n" + "    " * (i % 3 + 1) + f"return sorted(xs)[:{i}]" + "\n# pad" * (i % 7)
+    for i in range(12)
+] + [
+    "SELECT name, COUNT(*) FROM users GROUP BY name HAVING COUNT(*) > 1;",
+    "fn main() {\n    let v: Vec<i32> = (0..10).map(|x| x * x).collect();\n"
+    "    println!(\"{:?}\", v);\n}",
+    "public static int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }",
+    "async function get(url) {\n  const r = await fetch(url);\n  return r.json();\n}",
+    "#include <stdio.h>\nint main(void) { printf(\"hello\\n\"); return 0; }",
+    "x = [i for i in range(100) if i % 3 == 0]\nprint(sum(x))",
+    "class Node:\n    def __init__(self, val, nxt=None):\n        self.val = val\n        "
+    "self.next = nxt\n" * 4,
+    "import re\nWORD = re.compile(r'\\w+')\ndef words(s):\n    return WORD.findall(s.lower())",
+]
+
+
+def test_token_sorted_batches_keep_input_order(embedder: Embedder) -> None:
+    import torch
+
+    model = embedder._load()
+    with torch.no_grad():
+        plain = model.encode(SNIPPETS, batch_size=64, convert_to_numpy=True)
+    small = Embedder(batch_size=3, precision="fp32")
+    np.testing.assert_allclose(small.encode(SNIPPETS), plain, atol=2e-5)
+
+
+@pytest.mark.slow  # forced bf16 is emulated (slow) on CPUs without avx512_bf16/amx_bf16
+def test_bf16_vectors_agree_with_fp32(embedder: Embedder) -> None:
+    from synth.seeds.coreset import kcenter_greedy
+
+    fp32 = Embedder(precision="fp32").encode(SNIPPETS)
+    bf16 = Embedder(precision="bf16").encode(SNIPPETS)  # forced: slow where bf16 is emulated
+    cos = np.sum(fp32 * bf16, axis=1) / (np.linalg.norm(fp32, axis=1) *
+                                         np.linalg.norm(bf16, axis=1))
+    assert cos.mean() >= 0.999 and cos.min() >= 0.995, cos
+    sim32, sim16 = fp32 @ fp32.T, bf16 @ bf16.T
+    np.fill_diagonal(sim32, -2)
+    np.fill_diagonal(sim16, -2)
+    top1 = np.mean(sim32.argmax(axis=1) == sim16.argmax(axis=1))
+    assert top1 >= 0.95, top1  # >= 0.98 at the benchmark's size; 20 snippets allow one swap
+    k = 8
+    a = set(kcenter_greedy(fp32, k, metric="cosine", seed=0).indices.tolist())
+    b = set(kcenter_greedy(bf16, k, metric="cosine", seed=0).indices.tolist())
+    assert len(a & b) / k >= 0.75, (a, b)
+
+
+def test_cpu_without_native_bf16_runs_fp32_and_says_so_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth import embed
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert embed.cpu_bf16_flags(str(cpuinfo)) == []
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
+    assert embed.cpu_bf16_flags(str(cpuinfo)) == ["avx512_bf16", "amx_bf16"]
+    monkeypatch.setattr(embed, "cpu_bf16_flags", lambda *a: [])
+    e = Embedder(device="cpu")
+    with caplog.at_level("INFO", logger="synth"):
+        e.encode(TEXTS[:2])
+        e.encode(TEXTS[2:])
+    lines = [r.getMessage() for r in caplog.records if "fp32 on CPU" in r.getMessage()]
+    assert len(lines) == 1 and "avx512_bf16" in lines[0]
+    assert e._bf16 is False
+    monkeypatch.setattr(embed, "cpu_bf16_flags", lambda *a: ["amx_bf16"])
+    f = Embedder(device="cpu")
+    f._setup()
+    assert f._bf16 is True

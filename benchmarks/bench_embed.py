@@ -1,0 +1,119 @@
+"""Embeddings: synth's Embedder vs plain sentence-transformers fp32, same model, one run.
+
+Texts are real code: every function and class of synth's own source (the shape of seeds). For
+1 and 2 torch threads, in one run:
+
+- ``anchor``: ``SentenceTransformer.encode(texts, batch_size=64)`` in fp32 (it sorts by
+  characters), the default all-MiniLM-L6-v2;
+- ``synth``: :class:`synth.embed.Embedder` with ``precision="auto"`` (token-count batches; bf16
+  only where the CPU has native bf16).
+
+Then the agreement of forced bf16 with fp32 on a sample (mean/min cosine, top-1 neighbour
+agreement, KCenterGreedy picks overlap): emulated bf16 is slow on CPUs without avx512_bf16/AMX,
+so the sample is small there.
+
+    python benchmarks/bench_embed.py [--n 600] [--agreement-n 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synth.embed import Embedder, cpu_bf16_flags  # noqa: E402
+from synth.seeds.coreset import kcenter_greedy  # noqa: E402
+
+
+def code_units(limit: int) -> list[str]:
+    out: list[str] = []
+    for path in sorted((ROOT / "synth").rglob("*.py")):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                seg = ast.get_source_segment(source, node)
+                if seg:
+                    out.append(seg)
+    if not out:
+        raise SystemExit("no code units found")
+    while len(out) < limit:  # repeat with a marker so every text is distinct
+        out += [f"# copy {len(out)}\n{t}" for t in out[: limit - len(out)]]
+    return out[:limit]
+
+
+def agreement(a: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float, float, float]:
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    sa, sb = a @ a.T, b @ b.T
+    np.fill_diagonal(sa, -2)
+    np.fill_diagonal(sb, -2)
+    top1 = float(np.mean(sa.argmax(axis=1) == sb.argmax(axis=1)))
+    pa = set(kcenter_greedy(a, k, metric="cosine", seed=0).indices.tolist())
+    pb = set(kcenter_greedy(b, k, metric="cosine", seed=0).indices.tolist())
+    return float(cos.mean()), float(cos.min()), top1, len(pa & pb) / k
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=600)
+    ap.add_argument("--agreement-n", type=int, default=300)
+    args = ap.parse_args()
+    import torch
+
+    texts = code_units(args.n)
+    ours = Embedder()
+    model = ours._load()
+    model.encode(texts[:16])  # warm-up
+    rows = []
+    for threads in (1, 2):
+        if threads > (os.cpu_count() or 1):
+            continue
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            base = model.encode(texts, batch_size=64, convert_to_numpy=True)
+        t_base = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mine = ours.encode(texts)
+        t_ours = time.perf_counter() - t0
+        cos = float(np.mean(np.sum(base * mine, axis=1)))
+        rows.append((threads, len(texts) / t_base, len(texts) / t_ours, t_base / t_ours, cos))
+        print(f"threads={threads}: anchor {len(texts) / t_base:.1f}/s, synth "
+              f"{len(texts) / t_ours:.1f}/s", flush=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    sample = texts[: args.agreement_n]
+    fp32 = Embedder(precision="fp32").encode(sample)
+    t0 = time.perf_counter()
+    bf16 = Embedder(precision="bf16").encode(sample)
+    t_bf16 = time.perf_counter() - t0
+    mean_cos, min_cos, top1, overlap = agreement(fp32, bf16, max(2, len(sample) // 10))
+
+    flags = cpu_bf16_flags()
+    print(f"machine: {platform.machine()} cores={os.cpu_count()} torch={torch.__version__} "
+          f"native bf16: {', '.join(flags) or 'no'}; auto precision = "
+          f"{'bf16' if ours._bf16 else 'fp32'}")
+    print(f"{len(texts)} code units from synth/ (mean {np.mean([len(t) for t in texts]):.0f} "
+          "chars); one run on a shared machine")
+    print()
+    print("| threads | sentence-transformers fp32 seeds/s | synth seeds/s | speed-up | "
+          "mean cosine to anchor |")
+    print("|---|---|---|---|---|")
+    for threads, b, m, x, c in rows:
+        print(f"| {threads} | {b:.1f} | {m:.1f} | {x:.2f}x | {c:.6f} |")
+    print()
+    print(f"forced bf16 vs fp32 on {len(sample)} units ({len(sample) / t_bf16:.1f} seeds/s "
+          f"in bf16 here): mean cosine {mean_cos:.5f}, min {min_cos:.5f}, top-1 neighbour "
+          f"agreement {top1:.3f}, KCenterGreedy picks overlap {overlap:.2f} "
+          f"(k={max(2, len(sample) // 10)})")
+
+
+if __name__ == "__main__":
+    main()
