@@ -217,7 +217,9 @@ def profile_generate(url: str, seeds: Path, tmp: Path, n: int, concurrency: int)
     import pstats
 
     buf = io.StringIO()
-    pstats.Stats(str(out), stream=buf).sort_stats("tottime").print_stats(10)
+    stats = pstats.Stats(str(out), stream=buf)
+    stats.sort_stats("tottime").print_stats(10)
+    stats.sort_stats("cumulative").print_callers("_asdict_inner|secrets.py.*scan|execute")
     return buf.getvalue()
 
 

@@ -45,7 +45,9 @@ def reply_for(body: dict[str, Any], leak: str | None = None) -> str:
     schema asks for other fields, every field filled (a repair's information is a buggy
     variant the tests catch).
     """
-    prompt = body["messages"][-1]["content"]
+    # A client's probe may send no messages (curator checks the endpoint that way).
+    messages = body.get("messages") or [{"content": ""}]
+    prompt = str(messages[-1].get("content") or "")
     rules = re.findall(r"^\d+\. (\w+): ", prompt, re.MULTILINE) if "\nRules:\n" in prompt else []
     if rules:
         if body.get("response_format"):

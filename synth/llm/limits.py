@@ -254,7 +254,9 @@ class Window:
     initial: int = 4
     events: dict[str, int] = field(default_factory=lambda: {"overload": 0, "latency": 0,
                                                              "increase": 0, "probe": 0})
-    _cond: asyncio.Condition | None = None
+    # One event per queued request: a release wakes only the head of the line (waking every
+    # waiter on every release cost O(queue) wake-ups per request).
+    _waiters: dict[int, asyncio.Event] = field(default_factory=dict)
     _last_probe: float = 0.0
     _next_ticket: int = 0
     _serving: int = 0
@@ -269,53 +271,57 @@ class Window:
         """Requests allowed in flight now."""
         return max(self.floor, int(self.limit))
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _wake_head(self) -> None:
+        """Let the first request in line look again (the window or the pause changed)."""
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        head = self._waiters.get(self._serving)
+        if head is not None:
+            head.set()
 
     async def acquire(self) -> None:
         """Wait for a slot, first come first served (a request rendered earlier goes first)."""
-        cond = self._condition()
-        async with cond:
-            mine = self._next_ticket
-            self._next_ticket += 1
-            try:
-                while True:
-                    while self._serving in self._abandoned:
-                        self._abandoned.discard(self._serving)
-                        self._serving += 1
-                    timeout: float | None = None
-                    if mine == self._serving:
-                        now = time.monotonic()
-                        if now < self.paused_until:
-                            # A probe: nothing in flight, one request per probe_s still goes.
-                            if self.in_flight == 0 and now - self._last_probe >= self.probe_s:
-                                self._last_probe = now
-                                self.events["probe"] += 1
-                                break
-                            timeout = max(min(self.paused_until - now, self.probe_s), 0.001)
-                        elif self.in_flight < self.size:
+        mine = self._next_ticket
+        self._next_ticket += 1
+        event = self._waiters[mine] = asyncio.Event()
+        try:
+            while True:
+                self._wake_head()  # skips abandoned tickets ahead of this one
+                timeout: float | None = None
+                if mine == self._serving:
+                    now = time.monotonic()
+                    if now < self.paused_until:
+                        # A probe: nothing in flight, one request per probe_s still goes.
+                        if self.in_flight == 0 and now - self._last_probe >= self.probe_s:
+                            self._last_probe = now
+                            self.events["probe"] += 1
                             break
-                    try:
-                        await asyncio.wait_for(cond.wait(), timeout=timeout)
-                    except TimeoutError:
-                        pass
-            except BaseException:
-                self._abandoned.add(mine)  # cancelled while queued: the line moves on
-                cond.notify_all()
-                raise
-            self._serving += 1
-            self.in_flight += 1
-            cond.notify_all()  # the next in line may go too
+                        timeout = max(min(self.paused_until - now, self.probe_s), 0.001)
+                    elif self.in_flight < self.size:
+                        break
+                # Checked and waited for without an await in between: a wake-up between
+                # the check and the clear cannot happen on this single-threaded loop.
+                event.clear()
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=timeout)
+                except TimeoutError:
+                    pass
+        except BaseException:
+            self._abandoned.add(mine)  # cancelled while queued: the line moves on
+            self._waiters.pop(mine, None)
+            self._wake_head()
+            raise
+        del self._waiters[mine]
+        self._serving += 1
+        self.in_flight += 1
+        self._wake_head()  # the next in line may go too
 
     async def release(self, status: int | None, latency_s: float | None, retry_after: float | None,
                       epoch: int, tokens_out: int = 0, concurrent: int = 2) -> None:
-        cond = self._condition()
-        async with cond:
-            self.in_flight -= 1
-            self._observe(status, latency_s, retry_after, epoch, tokens_out, concurrent)
-            cond.notify_all()
+        self.in_flight -= 1
+        self._observe(status, latency_s, retry_after, epoch, tokens_out, concurrent)
+        self._wake_head()
 
     def _observe(self, status: int | None, latency_s: float | None, retry_after: float | None,
                  epoch: int, tokens_out: int, concurrent: int = 2) -> None:
