@@ -52,6 +52,7 @@ def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
     vLLM), tiktoken's encoding for OpenAI model names, cl100k_base, else None (characters / 4,
     reported as such).
     """
+    import atexit
     import importlib
 
     from synth.config import EMBEDDED_MODEL
@@ -62,6 +63,9 @@ def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
 
             llama = importlib.import_module("llama_cpp").Llama(
                 model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+            # Freed before interpreter shutdown: Llama.__del__ then finds llama.cpp's
+            # bindings gone and prints a TypeError traceback after every run.
+            atexit.register(llama.close)
             return (lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False,
                                                     special=False))), "gguf vocabulary"
         if "/" in model:
