@@ -275,10 +275,10 @@ def flow_facts(run_dir: Path, steps: list[tuple[str, Path]], tables: dict[str, A
         if step_stats.get("secrets"):
             _add_numbers(stats.setdefault("secrets", {}), step_stats["secrets"])
         stats["wall_time_s"] = round(stats["wall_time_s"] + (step_stats.get("wall_time_s") or 0), 3)
-        for key in ("kept", "rejected", "left_to_retry", "interrupted"):
-            if key in step_stats:
-                stats[key] = step_stats[key] if key == "kept" else (
-                    stats.get(key, 0) + step_stats[key])
+        stats["kept"] = step_stats.get("kept", stats.get("kept", 0))  # the last step's rows
+        for key in ("rejected", "left_to_retry"):
+            stats[key] = stats.get(key, 0) + step_stats.get(key, 0)
+        stats["interrupted"] = bool(stats.get("interrupted") or step_stats.get("interrupted"))
         facts = _json(out / CARD_FILE) or {}
         sections += [s for s in facts.get("sections") or []
                      if not s.startswith("## Secrets") and s not in sections]
