@@ -219,7 +219,7 @@ def profile_generate(url: str, seeds: Path, tmp: Path, n: int, concurrency: int)
     buf = io.StringIO()
     stats = pstats.Stats(str(out), stream=buf)
     stats.sort_stats("tottime").print_stats(10)
-    stats.sort_stats("cumulative").print_callers("_asdict_inner|secrets.py.*scan|execute")
+    stats.sort_stats("cumulative").print_callers("dataclasses.py.*\\(asdict\\)|secrets.py.*\\(redact\\)|deepcopy|iterencode")
     return buf.getvalue()
 
 
