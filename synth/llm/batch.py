@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import LLMError
-from synth.llm.client import Completion
+from synth.llm.client import LLMRequestFailed, MalformedResponse, completion_from_data
 from synth.llm.cost import CostMeter, attribution
 from synth.store import RunStore, write_json
 
@@ -207,20 +207,6 @@ def status(store: RunStore, base_url: str | None) -> list[dict[str, Any]]:
     return store.batch_list()
 
 
-def completion_from_body(body: dict[str, Any]) -> Completion:
-    """A :class:`Completion` from a chat.completion JSON body (a batch output line's)."""
-    choices = body.get("choices") or []
-    if not choices:
-        raise ValueError("no choices")
-    choice = choices[0]
-    usage = body.get("usage") or {}
-    lp = (choice.get("logprobs") or {}).get("content")
-    return Completion(text=(choice.get("message") or {}).get("content") or "",
-                      finish_reason=choice.get("finish_reason") or "unknown",
-                      tokens_in=int(usage.get("prompt_tokens") or 0),
-                      tokens_out=int(usage.get("completion_tokens") or 0), logprobs=lp)
-
-
 @dataclass
 class Collected:
     succeeded: int = 0
@@ -276,8 +262,8 @@ def _read_lines(store: RunStore, text: str, meter: CostMeter | None, submitted: 
         payload = response.get("body") or {}
         if error is None and code == 200:
             try:
-                completion = completion_from_body(payload)
-            except ValueError as exc:
+                completion = completion_from_data(payload)
+            except (MalformedResponse, LLMRequestFailed) as exc:
                 failed.append((key, f"unusable answer: {exc}"))
                 continue
             if scrub is not None:

@@ -366,14 +366,25 @@ def parse_completion(body: bytes) -> Completion:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedResponse(f"the body is not JSON ({exc}): {body[:80]!r}") from exc
+    return completion_from_data(data, repr(body[:80]))
+
+
+def completion_from_data(data: Any, preview: str = "") -> Completion:
+    """A decoded chat-completion body (a live reply's, a Batch API output line's) as a
+    :class:`Completion`; ``preview`` (the body's start) goes into error messages.
+
+    Raises:
+        MalformedResponse: not shaped like a chat completion.
+        LLMRequestFailed: ``llm_empty`` when it holds no choice.
+    """
     if not isinstance(data, dict):
-        raise MalformedResponse(f"the body is not a JSON object: {body[:80]!r}")
+        raise MalformedResponse(f"the body is not a JSON object: {preview}")
     choices = data.get("choices")
     if not choices:
         raise LLMRequestFailed("llm_empty", "the endpoint returned no choices")
     choice = choices[0] if isinstance(choices, list) else None
     if not isinstance(choice, dict):
-        raise MalformedResponse(f"choices[0] is not an object: {body[:80]!r}")
+        raise MalformedResponse(f"choices[0] is not an object: {preview}")
     message = choice.get("message") or {}
     text = message.get("content") if isinstance(message, dict) else None
     logprobs = None
