@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
@@ -566,19 +566,13 @@ class LLMClient:
         The job-wide window, RPM/TPM, cost and budget are kept here, so they hold for the
         whole job however many senders there are; each sender retries within its own slice.
         """
-        assert self.transport is not None
-        ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
-        try:
-            completion = await self.transport.send(self.model, messages, params, self.stats)
-        except LLMRequestFailed as exc:
-            await self.admission.release(ticket, self.model, exc.status, None, None, exc)
-            raise
-        except BaseException as exc:
-            await self.admission.release(ticket, self.model, None, None, None, exc)
-            raise
-        await self.admission.release(ticket, self.model, 200, None,
-                                     (completion.tokens_in, completion.tokens_out))
-        return completion
+        transport = self.transport
+        assert transport is not None
+
+        async def send() -> tuple[Completion, Mapping[str, str] | None]:
+            return await transport.send(self.model, messages, params, self.stats), None
+
+        return await self._admitted(messages, params, key, send)
 
     def _scrubbed(self, completion: Completion) -> Completion:
         if self.scrub is not None:
@@ -600,7 +594,8 @@ class LLMClient:
         while True:
             attempt += 1
             try:
-                completion = await self._admitted(body, messages, params, key)
+                completion = await self._admitted(messages, params, key,
+                                                  lambda: self._send(body))
             except (HTTPStatusFailure, TransportFailure, MalformedResponse) as exc:
                 if self._should_retry(exc) and attempt < self.config.max_attempts:
                     self.stats["retries"] += 1
@@ -639,22 +634,31 @@ class LLMClient:
                                     f"that is no chat completion: {exc}"[:300])
         return LLMRequestFailed("llm_error", f"{exc.name}: {_message(exc)}", status)
 
-    async def _admitted(self, body: bytes, messages: list[Message], params: SamplingParams,
-                        key: str) -> Completion:
-        """One attempt between the two admission hooks (limits, window, cost, budget)."""
+    async def _admitted(
+            self, messages: list[Message], params: SamplingParams, key: str,
+            send: Callable[[], Awaitable[tuple[Completion, Mapping[str, str] | None]]],
+    ) -> Completion:
+        """One attempt, ``send()``, between the two admission hooks (limits, window, cost,
+        budget)."""
         ticket = await self.admission.acquire(self.model, messages, params.max_tokens, key)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            completion, headers = await self._send(body)
+            completion, headers = await send()
         except BaseException as exc:
             self.in_flight -= 1
             # A refusal's status and headers (x-ratelimit-*, Retry-After) reach the window and
-            # the pacers; no answer (reset, timeout, a garbled 2xx) has neither.
-            failed = exc if isinstance(exc, HTTPStatusFailure) else None
-            await self.admission.release(
-                ticket, self.model, failed.status_code if failed else None,
-                failed.headers if failed else None, None, exc, retry_after_seconds(exc))
+            # the pacers; no answer (reset, timeout, a garbled 2xx) has neither. A transport's
+            # failure carries the status its sender saw last.
+            status: int | None
+            refusal: Mapping[str, str] | None
+            if isinstance(exc, HTTPStatusFailure):
+                status, refusal = exc.status_code, exc.headers
+            else:
+                status = exc.status if isinstance(exc, LLMRequestFailed) else None
+                refusal = None
+            await self.admission.release(ticket, self.model, status, refusal, None, exc,
+                                         retry_after_seconds(exc))
             raise
         self.in_flight -= 1
         await self.admission.release(ticket, self.model, 200, headers,
