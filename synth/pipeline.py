@@ -378,6 +378,8 @@ class AsyncStage(Stage):
                     pending.add(loop.create_task(self._scoped(record)))
                 if not pending:
                     return
+                # What finished since the last wait is committed while waiting again.
+                self.ctx.store.flush_soon(loop)
                 done, pending = runner.run(_wait_first(pending))
                 ordered = sorted(done, key=id)
                 for i, task in enumerate(ordered):
@@ -444,6 +446,7 @@ def run_stages(source: Iterable[Record], stages: list[Stage], ctx: RunContext,
             ctx.check_interrupt()
     finally:
         ctx.progress.close()
+        ctx.store.flush()
     return kept
 
 

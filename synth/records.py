@@ -8,6 +8,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import orjson
+
 
 def content_id(*parts: str | int) -> str:
     """A short stable id from content: the same parts always give the same id.
@@ -63,15 +65,25 @@ class Record:
                        input="", response="", scores={}, meta=meta)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a dict that shares nothing mutable with it (a deep copy)."""
         return asdict(self)
 
     def to_json(self) -> str:
-        """Standard JSON: a NaN score is written as null (SQLite's JSON functions and most
-        tools reject the ``NaN`` literal) and read back as NaN by :meth:`from_dict`."""
-        data = self.to_dict()
-        data["scores"] = {k: None if isinstance(v, float) and math.isnan(v) else v
-                          for k, v in self.scores.items()}
-        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+        """Standard JSON: a NaN (a score, or anywhere in meta) is written as null (SQLite's
+        JSON functions and most tools reject the ``NaN`` literal) and a score read back as NaN
+        by :meth:`from_dict`. Serialized straight from the fields: no deep copy on the way
+        (this runs once per stored record)."""
+        data = {"id": self.id, "seed": self.seed, "task": self.task, "lang": self.lang,
+                "instruction": self.instruction, "input": self.input,
+                "response": self.response, "scores": self.scores, "meta": self.meta}
+        try:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS
+                                | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+        except TypeError:  # a lone surrogate orjson refuses, or a non-JSON value in meta
+            data = asdict(self)
+            data["scores"] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                              for k, v in self.scores.items()}
+            return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

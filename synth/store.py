@@ -176,6 +176,9 @@ class RunStore:
         self.gen = 0
         # responses not yet committed, by key (served from here until the burst's commit)
         self._pending: dict[str, tuple[str, str, str, float]] = {}
+        # other bookkeeping rows (spend, few-shot draws) committed with the same burst
+        self._journal: list[tuple[str, tuple[Any, ...]]] = []
+        self._fewshot_pending: dict[tuple[str, str], Any] = {}
         self._flush_scheduled = False
         #: Set by the first failed write; the LLM client sends nothing more once it is set.
         self.write_failed: StoreWriteFailed | None = None
@@ -209,6 +212,11 @@ class RunStore:
     # -- request cache ---------------------------------------------------------------------
 
     PENDING_MAX = 512  # a burst larger than this is committed in pieces
+    #: How long a burst collects rows before its commit: one transaction for every response
+    #: and result of those 50 ms, not one per row (at hundreds of responses a second the
+    #: commits were the generate path's largest single cost). A kill -9 loses at most that
+    #: window, responses and the records that used them together.
+    FLUSH_S = 0.05
 
     def get_response(self, key: str) -> dict[str, Any] | None:
         pending = self._pending.get(key)
@@ -218,7 +226,7 @@ class RunStore:
         return orjson.loads(row[0]) if row else None
 
     def put_response(self, key: str, model: str, response: dict[str, Any]) -> None:
-        """Journal one response; committed with the rest of this event-loop tick's burst.
+        """Journal one response; committed with the rest of its burst (:attr:`FLUSH_S`).
 
         Outside a running event loop it is committed at once; inside a transaction the caller
         opened (a Batch API file collected in one transaction) it commits with that transaction.
@@ -229,7 +237,21 @@ class RunStore:
                 self._insert_responses([row])
             return
         self._pending[key] = row
-        if len(self._pending) >= self.PENDING_MAX:
+        self._schedule()
+
+    def _later(self, sql: str, params: tuple[Any, ...]) -> None:
+        """A bookkeeping row committed with the burst of responses it belongs to (one
+        transaction per burst, not one per row); at once outside an event loop or inside a
+        transaction."""
+        if self.db.in_transaction:
+            with self._writing():
+                self.db.execute(sql, params)
+            return
+        self._journal.append((sql, params))
+        self._schedule()
+
+    def _schedule(self, defer: bool = False) -> None:
+        if len(self._pending) + len(self._journal) >= self.PENDING_MAX:
             self.flush()
             return
         if self._flush_scheduled:
@@ -237,10 +259,18 @@ class RunStore:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.flush()
+            if not defer:
+                self.flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self._scheduled_flush)
+        loop.call_later(self.FLUSH_S, self._scheduled_flush)
+
+    def flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit what is pending within :attr:`FLUSH_S` once ``loop`` runs (a pipeline
+        about to wait for more work: what finished before the wait is not held across it)."""
+        if (self._pending or self._journal) and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_later(self.FLUSH_S, self._scheduled_flush)
 
     def _scheduled_flush(self) -> None:
         # Run by the event loop, where a raise would only be logged as a traceback: a failed
@@ -251,15 +281,25 @@ class RunStore:
             self.flush()
 
     def flush(self) -> None:
-        """Commit every pending response in one transaction."""
+        """Commit every pending response and bookkeeping row in one transaction."""
         self._flush_scheduled = False
-        if not self._pending or self.db is None:
+        if not (self._pending or self._journal) or self.db is None:
             return
-        rows = list(self._pending.values())
         with self._writing(), self.db:
             self.db.execute("BEGIN")
-            self._insert_responses(rows)
+            self._write_pending()
+        self._clear_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            self._insert_responses(list(self._pending.values()))
+        for sql, params in self._journal:
+            self.db.execute(sql, params)
+
+    def _clear_pending(self) -> None:
         self._pending.clear()
+        self._journal.clear()
+        self._fewshot_pending.clear()
 
     def _insert_responses(self, rows: list[tuple[str, str, str, float]]) -> None:
         self.db.executemany(
@@ -305,24 +345,20 @@ class RunStore:
                    reason: str | None = None) -> None:
         """Record the fate of one record in the current invocation (kept or rejected).
 
-        Pending responses are committed in the same transaction: the responses a record used
-        are durable before (never after) the record is reported done.
+        Committed with the burst it finished in, in one transaction with the responses still
+        pending: the responses a record used are durable before (never after) the record is
+        reported done. Inside the event loop the burst commits at the end of the loop's tick;
+        outside it (a pipeline between two waits) at the next :meth:`flush`, which the
+        pipeline calls before it waits for more work and when it stops.
         """
         if self.scrub is not None:
             self.scrub(record)
-        row = (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
-               record.to_json())
-        sql = ("INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
-               "VALUES (?,?,?,?,?,?,?)")
-        if not self._pending:
-            with self._writing():
-                self.db.execute(sql, row)
-            return
-        with self._writing(), self.db:
-            self.db.execute("BEGIN")
-            self._insert_responses(list(self._pending.values()))
-            self.db.execute(sql, row)
-        self._pending.clear()
+        self._journal.append((
+            "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
+             record.to_json())))
+        self._schedule(defer=True)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -363,6 +399,7 @@ class RunStore:
 
     def score_names(self) -> list[str]:
         """Names of every score on a kept record of the current invocation."""
+        self.flush()
         rows = self.db.execute(
             "SELECT DISTINCT j.key FROM results, json_each(json_extract(record, '$.scores')) AS j "
             "WHERE gen = ? AND status = 'kept' ORDER BY j.key", (self.gen,)).fetchall()
@@ -370,6 +407,7 @@ class RunStore:
 
     def count_results(self, status: str, reasons: Iterable[str] | None = None) -> int:
         """Results of the current invocation with ``status`` (and one of ``reasons``)."""
+        self.flush()
         sql = "SELECT COUNT(*) FROM results WHERE gen = ? AND status = ?"
         args: list[Any] = [self.gen, status]
         if reasons is not None:
@@ -430,15 +468,19 @@ class RunStore:
         return None if row[0] is None else int(row[0])
 
     def fewshot_get(self, record_id: str, key: str) -> Any:
+        pending = self._fewshot_pending.get((record_id, key))
+        if pending is not None:
+            return pending
         row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",
                               (record_id, key)).fetchone()
         return json.loads(row[0]) if row else None
 
     def fewshot_put(self, record_id: str, key: str, cases: Any) -> None:
-        self.flush()
-        with self._writing():
-            self.db.execute("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
-                            (record_id, key, json.dumps(cases, ensure_ascii=False)))
+        """The draw is committed with the burst of the request it shapes (or an earlier one),
+        so a response in the cache never outlives the examples its prompt showed."""
+        self._fewshot_pending[(record_id, key)] = cases
+        self._later("INSERT OR REPLACE INTO fewshot (record_id, key, cases) VALUES (?,?,?)",
+                    (record_id, key, _dumps(cases)))
 
     # -- spend (synth.llm.cost) ---------------------------------------------------------------
 
@@ -446,15 +488,17 @@ class RunStore:
                   tokens_in: int, tokens_out: int, usd: float | None, ok: bool,
                   batch: bool) -> None:
         """Book one attempt (``usd`` None: the model has no price)."""
-        with self._writing():  # booked mid-run after every attempt: a full disk stops the run
-            self.db.execute(
-                "INSERT INTO spend (gen, key, record_id, stage, status, tokens_in, tokens_out, "
-                "usd, ok, batch) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (self.gen, key, record_id, stage, status, tokens_in, tokens_out, usd, int(ok),
-                 int(batch)))
+        # Booked after every attempt, committed with the burst's responses (a full disk
+        # stops the run at that commit).
+        self._later(
+            "INSERT INTO spend (gen, key, record_id, stage, status, tokens_in, tokens_out, "
+            "usd, ok, batch) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (self.gen, key, record_id, stage, status, tokens_in, tokens_out, usd, int(ok),
+             int(batch)))
 
     def spent(self) -> tuple[float, int]:
         """USD and tokens booked over every invocation of this run directory."""
+        self.flush()
         usd, tokens = self.db.execute(
             "SELECT COALESCE(SUM(usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0) FROM spend"
         ).fetchone()
@@ -462,6 +506,7 @@ class RunStore:
 
     def spend_by_outcome(self) -> list[dict[str, Any]]:
         """Spend grouped by the stage that sent it and the current fate of its record."""
+        self.flush()
         rows = self.db.execute(
             "SELECT s.stage, CASE WHEN r.status IS NULL THEN 'unattributed' "
             "WHEN r.status = 'kept' THEN 'kept' "
@@ -475,11 +520,13 @@ class RunStore:
 
     def spend_requests(self) -> Counter[str]:
         """How many attempts of each request key got an answer (1 each when nothing paid twice)."""
+        self.flush()
         return Counter(dict(self.db.execute(
             "SELECT key, COUNT(*) FROM spend WHERE ok = 1 GROUP BY key").fetchall()))
 
     def mean_tokens_out(self) -> float | None:
         """Mean completion tokens of answered attempts so far (None: none yet)."""
+        self.flush()
         row = self.db.execute("SELECT AVG(tokens_out) FROM spend WHERE ok = 1").fetchone()
         return None if row[0] is None else float(row[0])
 

@@ -33,6 +33,7 @@ detect-secrets plugins then run only on lines that contain their trigger substri
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -330,8 +331,15 @@ class SecretScanner:
             test vectors and fixtures the user vouches for.
     """
 
+    #: Texts found clean, remembered (a bounded, oldest-first memo) so that the same string
+    #: met again is not scanned again: a stored record repeats its reply, prompt and fields
+    #: in several places, and every record repeats the system prompt and the model's name.
+    CLEAN_MEMO = 4096
+    CLEAN_MEMO_MAX_CHARS = 65536
+
     def __init__(self, allow: Sequence[str] = ()) -> None:
         self.allow = tuple(allow)
+        self._clean: dict[tuple[str, str], None] = {}
         # We run detect-secrets' plugin regexes ourselves (never analyze_line, which may call
         # its verify step over the network).
 
@@ -452,10 +460,25 @@ class SecretScanner:
 
     def redact(self, text: str, lang: str = "") -> tuple[str, Counter[str]]:
         """``text`` with every finding replaced by its placeholder, and the counts per kind."""
+        found: Counter[str] = Counter()
+        return self.redact_into(text, lang, found), found
+
+    def redact_into(self, text: str, lang: str, found: Counter[str]) -> str:
+        """:meth:`redact`, adding the counts per kind to ``found``."""
+        key = (text, lang)
+        if key in self._clean:
+            return text
         findings = self.scan(text, lang)
-        if not findings:
-            return text, Counter()
-        return apply(text, findings), Counter(f.kind for f in findings)
+        if findings:
+            found.update(f.kind for f in findings)
+            return apply(text, findings)
+        if len(text) <= self.CLEAN_MEMO_MAX_CHARS:
+            if len(self._clean) >= self.CLEAN_MEMO:
+                # (a scanner shared by threads may lose this race: nothing breaks)
+                with contextlib.suppress(RuntimeError, KeyError, StopIteration):
+                    del self._clean[next(iter(self._clean))]
+            self._clean[key] = None
+        return text
 
 
 def _line_span(text: str, pos: int) -> tuple[int, int]:
@@ -633,12 +656,11 @@ class SecretsPolicy:
         for name in ("seed", "instruction", "input", "response"):
             value = getattr(record, name)
             if value:
-                out, c = self.scanner.redact(value, record.lang)
-                if c:
+                out = self.scanner.redact_into(value, record.lang, found)
+                if out is not value:
                     setattr(record, name, out)
-                    found += c
         if meta:
-            record.meta = _scrub_tree(record.meta, self.scanner, found)
+            record.meta = _scrub_tree(record.meta, self.scanner, found, _OWN_HASHES)
         elif "extra" in record.meta:
             record.meta["extra"] = _scrub_tree(record.meta["extra"], self.scanner, found)
         if found:
@@ -680,16 +702,19 @@ class SecretsPolicy:
         return hit
 
 
-def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str]) -> Any:
+#: Meta keys whose values synth computes itself (content hashes and ids): never user text.
+_OWN_HASHES = frozenset({"seed_id", "template_hash", "file_sha256", "few_shot"})
+
+
+def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str],
+                skip: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
-        out, c = scanner.redact(value)
-        if c:
-            found.update(c)
-        return out
+        return scanner.redact_into(value, "", found)
     if isinstance(value, dict):
-        return {k: _scrub_tree(v, scanner, found) for k, v in value.items()}
+        return {k: v if k in skip else _scrub_tree(v, scanner, found, skip)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub_tree(v, scanner, found) for v in value]
+        return [_scrub_tree(v, scanner, found, skip) for v in value]
     return value
 
 

@@ -193,6 +193,9 @@ class TaskStage(AsyncStage):
         # (task, language, target language / evol method) and the answer format: rendered once
         # per distinct one instead of once per reply.
         self._wordings: dict[tuple[str, str, str, str], str] = {}
+        # The params of a JSON call, per (params, schema name, dialect): one object each, so
+        # its request dict (and the response_format built from the schema) is made once.
+        self._json_calls: dict[tuple[int, str, str], tuple[SamplingParams, SamplingParams]] = {}
         self.seed = seed
         self.formats = {name: FormatState.from_option(answer_format, t.schema, first_dialect)
                         for name, t in self.tasks.items()}
@@ -491,7 +494,7 @@ class TaskStage(AsyncStage):
             messages = build(answer_format)
             call = params or self.params
             if answer_format == "json":
-                call = replace(call, response_format=response_format(schema, schema_name, dialect))
+                call = self._json_call(call, schema, schema_name, dialect)
             try:
                 completion = await self.client.complete(messages, call, sample=sample)
             except LLMRequestFailed as exc:
@@ -500,6 +503,17 @@ class TaskStage(AsyncStage):
                     continue
                 raise
             return _Exchange(messages, completion, answer_format)
+
+    def _json_call(self, params: SamplingParams, schema: dict[str, Any] | None,
+                   schema_name: str, dialect: str) -> SamplingParams:
+        key = (id(params), schema_name, dialect)
+        hit = self._json_calls.get(key)
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        call = replace(params, response_format=response_format(schema, schema_name, dialect))
+        if len(self._json_calls) < 256:  # per-request params (--responses' seeds) not kept
+            self._json_calls[key] = (params, call)
+        return call
 
     # -- outcomes ------------------------------------------------------------------------------
 

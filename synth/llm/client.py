@@ -32,7 +32,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -77,14 +77,16 @@ class SamplingParams:
 
     @cached_property
     def _request(self) -> dict[str, Any]:
-        # asdict deep-copies every field: computed once per (frozen) params object, not twice
-        # per request (cache key + body), which was the generate path's top Python cost.
-        data = asdict(self)
-        if data["stop"] is not None:
-            data["stop"] = list(data["stop"])
-        if not data["logprobs"]:
-            data.pop("logprobs")
-            data.pop("top_logprobs")
+        # Built field by field, computed once per (frozen) params object: asdict deep-copied
+        # the response_format schema on every request (the loop makes one params object per
+        # call), the generate path's top Python cost. The schema dict is shared, never changed.
+        data: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p,
+                                "max_tokens": self.max_tokens, "seed": self.seed,
+                                "stop": None if self.stop is None else list(self.stop),
+                                "response_format": self.response_format}
+        if self.logprobs:
+            data["logprobs"] = True
+            data["top_logprobs"] = self.top_logprobs
         return {k: v for k, v in data.items() if v is not None}
 
 

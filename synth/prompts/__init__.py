@@ -14,6 +14,7 @@ verbatim.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,12 @@ PARTS = ("system", "user")
 JUDGE_PARTS = ("judge_system", "judge_user")
 
 
+_BACKTICKS = re.compile(r"`+")
+
+
 def code_fence(code: str) -> str:
     """A backtick fence longer than any backtick run inside ``code``."""
-    longest = run = 0
-    for ch in code:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
+    longest = max(map(len, _BACKTICKS.findall(code)), default=0)
     return "`" * max(3, longest + 1)
 
 
@@ -57,17 +58,26 @@ class Prompts:
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
+            # templates do not change during a run: no stat of the file on every render
+            auto_reload=False,
         )
         self.env.filters["fence"] = code_fence
+        self._templates: dict[tuple[str, str], jinja2.Template | None] = {}
 
     def _template(self, task: str, part: str) -> jinja2.Template | None:
         try:
-            return self.env.get_template(f"{task}/{part}.j2")
+            return self._templates[(task, part)]
+        except KeyError:
+            pass
+        try:
+            template: jinja2.Template | None = self.env.get_template(f"{task}/{part}.j2")
         except jinja2.TemplateNotFound:
-            return None
+            template = None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template {task}/{part}.j2 line {exc.lineno}: {exc.message}") from exc
+        self._templates[(task, part)] = template
+        return template
 
     def source(self, task: str, part: str) -> str | None:
         """The raw text of ``<task>/<part>.j2``, or None when there is no such part."""

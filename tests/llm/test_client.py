@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 
 import httpx
@@ -12,6 +13,7 @@ from conftest import chat_response, mock_client
 
 from synth.errors import AuthenticationFailed, EndpointUnreachable, ModelNotFound
 from synth.llm.client import LLMRequestFailed, SamplingParams, cache_key
+from synth.records import Record
 from synth.store import RunStore
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -247,18 +249,54 @@ def test_timeouts_are_retried(store: RunStore) -> None:
     assert calls == 2
 
 
-def test_responses_are_batched_per_tick_and_join_an_open_transaction(store: RunStore) -> None:
-    """A burst of responses in one event-loop tick is one commit, made durable before (or with)
-    the next record result; a response put inside a transaction the caller opened (a Batch API
-    file collected in one transaction) commits or rolls back with it."""
-    async def burst() -> int:
+def test_a_result_commits_in_one_transaction_with_the_responses_it_used(
+        store: RunStore) -> None:
+    """Outside the event loop (the pipeline between two waits) a result joins the open burst:
+    a reader (another process, or a rerun after kill -9) sees the record and the responses it
+    used together or not at all. ``flush_soon`` (called by the pipeline before it waits)
+    commits a result that no open burst would."""
+    def seen() -> tuple[int, int]:
+        other = sqlite3.connect(store.run_dir / "store.sqlite")
+        try:
+            return (other.execute("SELECT COUNT(*) FROM responses").fetchone()[0],
+                    other.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        finally:
+            other.close()
+
+    async def answer() -> None:
+        store.put_response("used", "m", {"text": "y"})
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(answer())  # the loop stops before the burst's commit
+        store.put_result(Record(id="r1", meta={"index": 0}), "kept")
+        assert seen() == (0, 0)
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        assert seen() == (1, 1)
+        store.put_result(Record(id="r2", meta={"index": 1}), "kept")
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        assert seen() == (1, 1)  # no burst open: waits for the pipeline's flush
+        store.flush_soon(loop)
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        assert seen() == (1, 2)
+    finally:
+        loop.close()
+
+
+def test_responses_are_batched_per_burst_and_join_an_open_transaction(store: RunStore) -> None:
+    """A burst of responses (store.FLUSH_S) is one commit, made durable before (or with) the
+    record results of that burst; a response put inside a transaction the caller opened (a
+    Batch API file collected in one transaction) commits or rolls back with it."""
+    async def burst() -> tuple[int, int]:
         for i in range(5):
             store.put_response(f"k{i}", "m", {"text": str(i)})
         pending = len(store._pending)
-        await asyncio.sleep(0)  # the tick ends: the scheduled flush commits them together
-        return pending
+        await asyncio.sleep(0)
+        still = len(store._pending)  # the burst is still open after one tick
+        await asyncio.sleep(store.FLUSH_S * 3)  # the scheduled flush commits them together
+        return pending, still
 
-    assert run(burst()) == 5 and not store._pending and store.count_responses() == 5
+    assert run(burst()) == (5, 5) and not store._pending and store.count_responses() == 5
     with pytest.raises(RuntimeError), store.db:
         store.db.execute("BEGIN")
         store.put_response("rolled-back", "m", {"text": "x"})
