@@ -280,6 +280,13 @@ _CONFIG_LANGS = frozenset({"yaml", "ini", "toml", "properties", "dotenv", "shell
                            "config", "makefile", "dockerfile", ""})
 
 
+def _rules(lang: str) -> str:
+    """The set of keyword rules ``lang`` is scanned with (what a clean verdict depends on)."""
+    if lang in _CONFIG_LANGS:
+        return ""
+    return lang if lang in ("go", "c", "csharp", "cpp") else "quoted"
+
+
 def _keyword_groups(lang: str) -> Any:
     from detect_secrets.plugins import keyword as kw
 
@@ -465,7 +472,7 @@ class SecretScanner:
 
     def redact_into(self, text: str, lang: str, found: Counter[str]) -> str:
         """:meth:`redact`, adding the counts per kind to ``found``."""
-        key = (text, lang)
+        key = (text, _rules(lang))
         if key in self._clean:
             return text
         findings = self.scan(text, lang)
@@ -660,7 +667,7 @@ class SecretsPolicy:
                 if out is not value:
                     setattr(record, name, out)
         if meta:
-            record.meta = _scrub_tree(record.meta, self.scanner, found, _OWN_HASHES)
+            record.meta = _scrub_tree(record.meta, self.scanner, found, "", _OWN_HASHES)
         elif "extra" in record.meta:
             record.meta["extra"] = _scrub_tree(record.meta["extra"], self.scanner, found)
         if found:
@@ -706,15 +713,15 @@ class SecretsPolicy:
 _OWN_HASHES = frozenset({"seed_id", "template_hash", "file_sha256", "few_shot"})
 
 
-def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str],
+def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str], lang: str = "",
                 skip: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
-        return scanner.redact_into(value, "", found)
+        return scanner.redact_into(value, lang, found)
     if isinstance(value, dict):
-        return {k: v if k in skip else _scrub_tree(v, scanner, found, skip)
+        return {k: v if k in skip else _scrub_tree(v, scanner, found, lang, skip)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub_tree(v, scanner, found, skip) for v in value]
+        return [_scrub_tree(v, scanner, found, lang, skip) for v in value]
     return value
 
 

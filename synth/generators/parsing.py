@@ -7,11 +7,14 @@ otherwise, so every unusable reply gets a specific reject reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n?```", re.DOTALL)
 
@@ -26,31 +29,50 @@ class Reject:
 
 def parse_json_object(text: str) -> dict[str, Any] | Reject:
     """The JSON object in ``text``: bare, inside a ```json fence, or surrounded by prose."""
-    candidates = [text.strip()]
-    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if start != -1 and end > start:
-        candidates.append(text[start:end + 1])
     last_error = "no JSON object found"
-    for candidate in candidates:
+    for candidate in _candidates(text):
         if not candidate.startswith("{"):
             continue
         try:
-            value = json.loads(candidate, strict=False)  # literal newlines in strings are common
-        except json.JSONDecodeError as exc:
-            last_error = f"invalid JSON: {exc.msg} at char {exc.pos}"
-            continue
+            value = orjson.loads(candidate)  # the common case: a reply that is the object
+        except orjson.JSONDecodeError:
+            try:  # literal newlines in strings are common; json accepts them when not strict
+                value = json.loads(candidate, strict=False)
+            except json.JSONDecodeError as exc:
+                last_error = f"invalid JSON: {exc.msg} at char {exc.pos}"
+                continue
         if isinstance(value, dict):
             return value
         last_error = f"expected a JSON object, got {type(value).__name__}"
     return Reject("parse_invalid_json", last_error)
 
 
+def _candidates(text: str) -> Iterator[str]:
+    """Where the object may be, most likely first (found lazily: most replies are bare)."""
+    yield text.strip()
+    for m in _FENCE.finditer(text):
+        yield m.group(1).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        yield text[start:end + 1]
+
+
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold(name: str) -> str:
+    return _SEPARATORS.sub("", name).lower()
+
+
 def pick(obj: dict[str, Any], names: tuple[str, ...]) -> Any:
     """The value of the first key in ``names`` present in ``obj`` (keys compared loosely)."""
-    folded = {re.sub(r"[\s_-]+", "", str(k)).lower(): v for k, v in obj.items()}
+    value = obj.get(names[0])  # the common case: a reply that followed the schema
+    if value is not None:
+        return value
+    folded = {_fold(str(k)): v for k, v in obj.items()}
     for name in names:
-        value = folded.get(re.sub(r"[\s_-]+", "", name).lower())
+        value = folded.get(_fold(name))
         if value is not None:
             return value
     return None

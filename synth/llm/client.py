@@ -265,8 +265,8 @@ class AiohttpWire:
         self.timeout_s = timeout_s
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # url -> (proxy, proxy auth) from HTTP(S)_PROXY / NO_PROXY, looked up once per URL
-        self._proxies: dict[str, tuple[Any, Any]] = {}
+        # url -> (parsed url, proxy, proxy auth) from HTTP(S)_PROXY / NO_PROXY, once per URL
+        self._proxies: dict[str, tuple[Any, Any, Any]] = {}
 
     def _get_session(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -276,9 +276,11 @@ class AiohttpWire:
             # Our semaphore bounds the requests in flight, so the pool itself is unbounded;
             # idle connections are kept alive for the next request.
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            # No cookie jar: an API sets none we need, and matching cookies costs per request.
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                json_serialize=lambda o: orjson.dumps(o).decode())
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                cookie_jar=aiohttp.DummyCookieJar())
             self._loop = loop
         return self._session
 
@@ -287,9 +289,9 @@ class AiohttpWire:
         import aiohttp
 
         session = self._get_session()
-        proxy, proxy_auth = self._proxy_for(url)
+        target, proxy, proxy_auth = self._target(url)
         try:
-            async with session.post(url, data=body, headers=headers, proxy=proxy,
+            async with session.post(target, data=body, headers=headers, proxy=proxy,
                                     proxy_auth=proxy_auth) as resp:
                 return resp.status, resp.headers, await resp.read()
         except TimeoutError as exc:
@@ -298,9 +300,10 @@ class AiohttpWire:
             raise TransportFailure("APIConnectionError",
                                    f"Connection error: {exc.__class__.__name__}: {exc}") from exc
 
-    def _proxy_for(self, url: str) -> tuple[Any, Any]:
-        """The proxy the environment names for ``url`` (HTTP_PROXY/HTTPS_PROXY, NO_PROXY), as
-        the SDK's httpx client honoured them; (None, None) for none.
+    def _target(self, url: str) -> tuple[Any, Any, Any]:
+        """``url`` parsed once, and the proxy the environment names for it
+        (HTTP_PROXY/HTTPS_PROXY, NO_PROXY) as the SDK's httpx client honoured them; (None,
+        None) for none.
 
         Looked up here once per URL rather than with the session's ``trust_env``: that does a
         thread hop per request for the lookup, and a ~/.netrc entry for the host would collide
@@ -311,11 +314,12 @@ class AiohttpWire:
             from aiohttp.helpers import get_env_proxy_for_url
             from yarl import URL
 
+            target = URL(url)
             try:
-                hit = get_env_proxy_for_url(URL(url))
+                proxy, auth = get_env_proxy_for_url(target)
             except LookupError:
-                hit = (None, None)
-            self._proxies[url] = hit
+                proxy, auth = None, None
+            hit = self._proxies[url] = (target, proxy, auth)
         return hit
 
     async def aclose(self) -> None:
