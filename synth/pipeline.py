@@ -9,6 +9,7 @@ decide (the shape of datatrove's filters).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -364,7 +365,16 @@ class AsyncStage(Stage):
         runner = self.ctx.loop
         loop = runner.get_loop()
         pending: set[asyncio.Task[Record | None]] = set()
-        done: set[asyncio.Task[Record | None]] = set()
+        done: list[asyncio.Task[Record | None]] = []
+        # Finished tasks report themselves (one callback each), so a wake costs what finished,
+        # not a pass over every task in flight as asyncio.wait does.
+        finished: collections.deque[asyncio.Task[Record | None]] = collections.deque()
+        wake = asyncio.Event()
+
+        def on_done(task: asyncio.Task[Record | None]) -> None:
+            finished.append(task)
+            wake.set()
+
         source = iter(records)
         exhausted = False
         try:
@@ -375,23 +385,29 @@ class AsyncStage(Stage):
                     except StopIteration:
                         exhausted = True
                         break
-                    pending.add(loop.create_task(self._scoped(record)))
+                    task = loop.create_task(self._scoped(record))
+                    task.add_done_callback(on_done)
+                    pending.add(task)
                 if not pending:
                     return
-                # What finished since the last wait is committed while waiting again.
-                self.ctx.store.flush_soon(loop)
-                done, pending = runner.run(_wait_first(pending))
-                ordered = sorted(done, key=id)
-                for i, task in enumerate(ordered):
+                if not finished:
+                    # What finished since the last wait is committed while waiting again.
+                    self.ctx.store.flush_soon(loop)
+                    runner.run(_woken(wake))
+                done = list(finished)
+                finished.clear()
+                wake.clear()  # (callbacks run only inside the loop: none can be missed here)
+                pending.difference_update(done)
+                for i, task in enumerate(done):
                     if task.exception() is not None:
                         # the first failure stops the run: the others that finished with it
                         # are the same story, retrieved here so asyncio does not log them
-                        for other in ordered[i + 1:]:
+                        for other in done[i + 1:]:
                             other.exception()
                     result = task.result()
                     if result is not None:
                         yield result
-                done = set()
+                done = []
                 self.ctx.check_interrupt()
         finally:
             for task in done:  # siblings that failed with the error that stops the run
@@ -403,9 +419,9 @@ class AsyncStage(Stage):
                 runner.run(_gather_quietly(pending))
 
 
-async def _wait_first(tasks: set[asyncio.Task[Any]]) -> tuple[set[asyncio.Task[Any]],
-                                                                  set[asyncio.Task[Any]]]:
-    return await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+async def _woken(event: asyncio.Event) -> None:
+    await event.wait()
+    event.clear()
 
 
 async def _gather_quietly(tasks: Iterable[asyncio.Task[Any]]) -> None:
