@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
 from synth.errors import TemplateError
 
@@ -34,6 +35,20 @@ def code_fence(code: str) -> str:
     """A backtick fence longer than any backtick run inside ``code``."""
     longest = max(map(len, _BACKTICKS.findall(code)), default=0)
     return "`" * max(3, longest + 1)
+
+
+def _plain_variables(env: jinja2.Environment, source: str) -> tuple[str, ...] | None:
+    """The variables a template's text depends on, when that is all it depends on: no
+    include, import or extends (whose variables the parse does not show), no call."""
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return None
+    if any(True for _ in ast.find_all((jinja2.nodes.Include, jinja2.nodes.Import,
+                                       jinja2.nodes.FromImport, jinja2.nodes.Extends,
+                                       jinja2.nodes.Call))):
+        return None
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
 
 
 class Prompts:
@@ -63,6 +78,11 @@ class Prompts:
         )
         self.env.filters["fence"] = code_fence
         self._templates: dict[tuple[str, str], jinja2.Template | None] = {}
+        # Templates that include nothing and use no filter with hidden inputs: the variables
+        # their text depends on, and their renderings by those values (a system prompt is
+        # the same text for every record of a task).
+        self._names: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._rendered: dict[tuple[Any, ...], str] = {}
 
     def _template(self, task: str, part: str) -> jinja2.Template | None:
         try:
@@ -77,6 +97,10 @@ class Prompts:
             raise TemplateError(
                 f"template {task}/{part}.j2 line {exc.lineno}: {exc.message}") from exc
         self._templates[(task, part)] = template
+        if template is not None:
+            names = _plain_variables(self.env, self.source(task, part) or "")
+            if names is not None:
+                self._names[(task, part)] = names
         return template
 
     def source(self, task: str, part: str) -> str | None:
@@ -121,8 +145,21 @@ class Prompts:
         template = self._template(task, part)
         if template is None:
             return None
+        names = self._names.get((task, part))
+        key: tuple[Any, ...] | None = None
+        if names is not None:  # the text depends on these variables only: rendered once each
+            key = (task, part, *(variables.get(n) for n in names))
+            try:
+                hit = self._rendered.get(key)
+            except TypeError:  # an unhashable value: render as usual
+                key, hit = None, None
+            if hit is not None:
+                return hit
         try:
-            return template.render(**variables).strip()
+            text = template.render(**variables).strip()
+            if key is not None and len(self._rendered) < 1024:
+                self._rendered[key] = text
+            return text
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {task}/{part}.j2: {exc.message}") from exc
         except jinja2.TemplateError as exc:

@@ -52,3 +52,21 @@ def test_bad_override_and_unknown_task(tmp_path: Path) -> None:
         Prompts(tmp_path).messages("codegen", seed="")
     with pytest.raises(TemplateError, match="codegen"):
         Prompts().messages("nope")
+
+
+def test_renderings_are_reused_only_where_the_text_depends_on_nothing_else(
+        tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "system.j2").write_text("Write {{ lang | upper }} {{ seed | fence }}.")
+    (tmp_path / "t" / "user.j2").write_text('{% include "t/part.j2" %} {{ seed }}')
+    (tmp_path / "t" / "part.j2").write_text("{{ lang }}:")
+    prompts = Prompts(tmp_path)
+    first = prompts.render("t", "system", lang="go", seed="a")
+    assert first == "Write GO ```."
+    assert prompts.render("t", "system", lang="go", seed="a") is first  # rendered once
+    assert prompts.render("t", "system", lang="c", seed="a") == "Write C ```."
+    assert prompts.render("t", "system", lang="go", seed="``` x") == "Write GO ````."
+    # an include hides what the text depends on: always rendered
+    assert prompts.render("t", "user", lang="go", seed="s") == "go: s"
+    assert prompts.render("t", "user", lang="rust", seed="s") == "rust: s"
+    assert ("t", "user") not in prompts._names
