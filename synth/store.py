@@ -347,9 +347,10 @@ class RunStore:
 
         Committed with the burst it finished in, in one transaction with the responses still
         pending: the responses a record used are durable before (never after) the record is
-        reported done. Inside the event loop the burst commits at the end of the loop's tick;
-        outside it (a pipeline between two waits) at the next :meth:`flush`, which the
-        pipeline calls before it waits for more work and when it stops.
+        reported done. Inside the event loop the burst commits within :attr:`FLUSH_S`;
+        outside it (a pipeline between two waits) the result joins the open burst, or waits
+        for :meth:`flush_soon`, which the pipeline calls before it waits for more work, or for
+        the :meth:`flush` when it stops.
         """
         if self.scrub is not None:
             self.scrub(record)

@@ -667,7 +667,7 @@ class SecretsPolicy:
                 if out is not value:
                     setattr(record, name, out)
         if meta:
-            record.meta = _scrub_tree(record.meta, self.scanner, found, "", _OWN_HASHES)
+            record.meta = _scrub_tree(record.meta, self.scanner, found, _OWN_HASHES)
         elif "extra" in record.meta:
             record.meta["extra"] = _scrub_tree(record.meta["extra"], self.scanner, found)
         if found:
@@ -713,15 +713,15 @@ class SecretsPolicy:
 _OWN_HASHES = frozenset({"seed_id", "template_hash", "file_sha256", "few_shot"})
 
 
-def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str], lang: str = "",
+def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str],
                 skip: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
-        return scanner.redact_into(value, lang, found)
+        return scanner.redact_into(value, "", found)
     if isinstance(value, dict):
-        return {k: v if k in skip else _scrub_tree(v, scanner, found, lang, skip)
+        return {k: v if k in skip else _scrub_tree(v, scanner, found, skip)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub_tree(v, scanner, found, lang, skip) for v in value]
+        return [_scrub_tree(v, scanner, found, skip) for v in value]
     return value
 
 

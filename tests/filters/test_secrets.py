@@ -255,3 +255,31 @@ def test_score_input_rows_are_redacted_before_anything_is_written(tmp_path) -> N
 def test_passwords_and_tokens_beside_a_user_or_scheme(text: str, lang: str,
                                                        expected: str) -> None:
     assert _scanner.redact(text, lang)[0] == expected
+
+
+def test_a_text_met_again_is_judged_the_same_and_findings_are_never_remembered() -> None:
+    scanner = SecretScanner()
+    clean = "def add(a, b):\n    return a + b\n"
+    dirty = 'password = "hunter2!x"'
+    for _ in range(3):  # the memo of clean texts never turns a finding into a miss
+        assert scanner.redact(clean, "python") == (clean, Counter())
+        assert scanner.redact(dirty, "python") == ('password = "<PASSWORD>"',
+                                                   Counter({"password": 1}))
+    # the same text under other keyword rules is judged by those rules, not the memo
+    unquoted = "password: s3cr3tP@ss99\n"
+    assert scanner.redact(unquoted, "python")[1] == Counter()
+    assert scanner.redact(unquoted, "yaml")[1] == Counter({"password": 1})
+
+
+def test_scrub_record_skips_synth_hashes_but_not_user_columns_of_that_name() -> None:
+    policy = SecretsPolicy("redact")
+    email = "jane.doe@acme-corp.io"
+    record = Record(id="r", instruction=f"mail {email}",
+                    meta={"seed_id": email, "rounds": [{"output": f"to {email}"}]})
+    found = policy.scrub_record(record)
+    assert found == Counter({"email": 2})
+    assert record.meta["seed_id"] == email  # synth's own field: never user text, not scanned
+    assert "<EMAIL>" in record.instruction and "<EMAIL>" in record.meta["rounds"][0]["output"]
+    row = Record(id="x", meta={"extra": {"seed_id": email}})
+    policy.scrub_record(row, meta=False)
+    assert row.meta["extra"]["seed_id"] == "<EMAIL>"
