@@ -266,18 +266,19 @@ def test_a_result_commits_in_one_transaction_with_the_responses_it_used(
     async def answer() -> None:
         store.put_response("used", "m", {"text": "y"})
 
+    store.FLUSH_S = 0.5  # long enough that no stall of a loaded machine commits early
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(answer())  # the loop stops before the burst's commit
         store.put_result(Record(id="r1", meta={"index": 0}), "kept")
         assert seen() == (0, 0)
-        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 1.5))
         assert seen() == (1, 1)
         store.put_result(Record(id="r2", meta={"index": 1}), "kept")
-        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 1.5))
         assert seen() == (1, 1)  # no burst open: waits for the pipeline's flush
         store.flush_soon(loop)
-        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 4))
+        loop.run_until_complete(asyncio.sleep(store.FLUSH_S * 1.5))
         assert seen() == (1, 2)
     finally:
         loop.close()
@@ -287,13 +288,15 @@ def test_responses_are_batched_per_burst_and_join_an_open_transaction(store: Run
     """A burst of responses (store.FLUSH_S) is one commit, made durable before (or with) the
     record results of that burst; a response put inside a transaction the caller opened (a
     Batch API file collected in one transaction) commits or rolls back with it."""
+    store.FLUSH_S = 0.5  # long enough that no stall of a loaded machine commits early
+
     async def burst() -> tuple[int, int]:
         for i in range(5):
             store.put_response(f"k{i}", "m", {"text": str(i)})
         pending = len(store._pending)
         await asyncio.sleep(0)
         still = len(store._pending)  # the burst is still open after one tick
-        await asyncio.sleep(store.FLUSH_S * 3)  # the scheduled flush commits them together
+        await asyncio.sleep(store.FLUSH_S * 1.5)  # the scheduled flush commits them together
         return pending, still
 
     assert run(burst()) == (5, 5) and not store._pending and store.count_responses() == 5
