@@ -233,10 +233,21 @@ def available_languages() -> list[str]:
     return [lang for lang in LANGUAGES if runtime(lang) is not None]
 
 
+#: Directories every box replaces with its own empty tmpfs: a cache there is invisible to it.
+BOX_PRIVATE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
 def cache_root() -> Path:
-    """Where warm toolchain caches live (boxes see it read-only)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "synth" / "sandbox"
+    """Where warm toolchain caches live (boxes see it read-only): the first of
+    ``$XDG_CACHE_HOME``, ``~/.cache`` and the virtualenv's ``.cache`` that is not under a
+    directory each box replaces (a CI container with ``HOME=/tmp``)."""
+    bases = [os.environ.get("XDG_CACHE_HOME") or "", os.path.expanduser("~/.cache"),
+             os.path.join(sys.prefix, ".cache")]
+    for base in bases:
+        real = os.path.realpath(base) if base else ""
+        if real and not any(real == d or real.startswith(d + "/") for d in BOX_PRIVATE):
+            return Path(base) / "synth" / "sandbox"
+    return Path(bases[-1]) / "synth" / "sandbox"
 
 
 @functools.cache

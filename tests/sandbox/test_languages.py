@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from synth.sandbox import ExecResult, ExecStatus, Program, Sandbox, detect_isola
 from synth.sandbox.languages import (
     ALIASES,
     available_languages,
+    cache_root,
     canonical,
     read_verdicts,
     runtime,
@@ -318,6 +320,19 @@ def test_correct_wrong_broken_and_looping(lang: Lang, box: Sandbox) -> None:
     assert loop.status == ExecStatus.TIMEOUT, (loop.status, loop.reason, loop.stderr[-500:])
     if lang.name in ("python", "javascript", "typescript"):  # the test that never ended
         assert loop.failed_test and "add(1, 2)" in loop.failed_test, loop.tests
+
+
+def test_warm_caches_never_live_where_a_box_cannot_see_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every box mounts its own /tmp: a warm cache there made every Go run fail to set up.
+    assert str(tmp_path).startswith("/tmp/")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", "/root-elsewhere")
+    assert cache_root() == Path("/root-elsewhere/.cache/synth/sandbox")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a CI container with HOME=/tmp/...
+    assert cache_root() == Path(sys.prefix) / ".cache" / "synth" / "sandbox"
+    monkeypatch.setenv("XDG_CACHE_HOME", "/srv/cache")
+    assert cache_root() == Path("/srv/cache/synth/sandbox")
 
 
 @isolated
