@@ -12,13 +12,17 @@ Then the agreement of forced bf16 with fp32 on a sample (mean/min cosine, top-1 
 agreement, KCenterGreedy picks overlap): emulated bf16 is slow on CPUs without avx512_bf16/AMX,
 so the sample is small there.
 
-    python benchmarks/bench_embed.py [--n 600] [--agreement-n 300]
+``--seeds RUN/seeds.jsonl`` embeds the seeds of a run instead (``synth seeds extract``'s output:
+1-15-line windows or whole functions, the texts synth really embeds).
+
+    python benchmarks/bench_embed.py [--n 600] [--agreement-n 300] [--seeds FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import platform
 import sys
@@ -50,6 +54,20 @@ def code_units(limit: int) -> list[str]:
     return out[:limit]
 
 
+def seed_texts(path: Path, limit: int) -> list[str]:
+    out = []
+    with path.open() as fh:
+        for line in fh:
+            text = json.loads(line).get("seed", "")
+            if text:
+                out.append(text)
+            if len(out) == limit:
+                break
+    if not out:
+        raise SystemExit(f"no seeds in {path}")
+    return out
+
+
 def agreement(a: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float, float, float]:
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     sa, sb = a @ a.T, b @ b.T
@@ -65,10 +83,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--agreement-n", type=int, default=300)
+    ap.add_argument("--seeds", type=Path, help="a seeds.jsonl to embed instead of synth's code")
     args = ap.parse_args()
     import torch
 
-    texts = code_units(args.n)
+    texts = seed_texts(args.seeds, args.n) if args.seeds else code_units(args.n)
+    what = f"seeds from {args.seeds}" if args.seeds else "code units from synth/"
     ours = Embedder()
     model = ours._load()
     model.encode(texts[:16])  # warm-up
@@ -100,8 +120,8 @@ def main() -> None:
     print(f"machine: {platform.machine()} cores={os.cpu_count()} torch={torch.__version__} "
           f"native bf16: {', '.join(flags) or 'no'}; auto precision = "
           f"{'bf16' if ours._bf16 else 'fp32'}")
-    print(f"{len(texts)} code units from synth/ (mean {np.mean([len(t) for t in texts]):.0f} "
-          "chars); one run on a shared machine")
+    print(f"{len(texts)} {what} (mean {np.mean([len(t) for t in texts]):.0f} chars); one run "
+          "on a shared machine")
     print()
     print("| threads | sentence-transformers fp32 seeds/s | synth seeds/s | speed-up | "
           "mean cosine to anchor |")
