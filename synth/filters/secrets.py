@@ -197,8 +197,9 @@ _IPV4 = re.compile(
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpython)[\W_]{0,6}$")
 # What stands before a quoted literal assigned to a key-like name (its entropy decides).
+_KEYLIKE_WORDS = ("key", "token", "secret", "passw", "pwd", "cred", "auth", "salt", "signature")
 _KEYLIKE_BEFORE = re.compile(
-    r"(?i)(?:key|token|secret|passw|pwd|cred|auth|salt|signature)[\w.-]*['\"\]]{0,2}"
+    rf"(?i)(?:{'|'.join(_KEYLIKE_WORDS)})[\w.-]*['\"\]]{{0,2}}"
     r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}\Z")
 
 # Domains of made-up addresses in docs and tutorials (RFC 2606 ones and the usual stand-ins).
@@ -410,12 +411,17 @@ class SecretScanner:
                 if _high_entropy(m.group(1)) or len(m.group(1)) >= 32:
                     if not _is_reference(m.group(1)):
                         add(Finding("bearer_token", m.start(1), m.end(1)))
-        if _QUOTED_LONG.search(text):
-            for m in _QUOTED_LONG.finditer(text):
-                value = m.group(1)
-                if _KEYLIKE_BEFORE.search(text, max(0, m.start() - 80), m.start()) and \
-                        _high_entropy(value) and not _is_reference(value):
-                    add(Finding("high_entropy_secret", m.start(1), m.end(1)))
+        for m in _QUOTED_LONG.finditer(text):
+            before = max(0, m.start() - 80)
+            # the key-like name the regex below needs, looked for first as plain substrings
+            # (long quoted strings are everywhere in code; key-like names before them are not)
+            window = text[before:m.start()].lower()
+            if not any(word in window for word in _KEYLIKE_WORDS):
+                continue
+            value = m.group(1)
+            if _KEYLIKE_BEFORE.search(text, before, m.start()) and \
+                    _high_entropy(value) and not _is_reference(value):
+                add(Finding("high_entropy_secret", m.start(1), m.end(1)))
         self._scan_lines(text, lower, lang, add)
         return _resolve(found)
 
