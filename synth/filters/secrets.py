@@ -282,24 +282,22 @@ _CONFIG_LANGS = frozenset({"yaml", "ini", "toml", "properties", "dotenv", "shell
 
 
 def _rules(lang: str) -> str:
-    """The set of keyword rules ``lang`` is scanned with (what a clean verdict depends on)."""
+    """The keyword rules ``lang`` is scanned with: ``""`` (config files: any assignment),
+    ``go``, ``c``, ``cpp`` or ``quoted`` (a quoted literal). A clean verdict depends on it."""
     if lang in _CONFIG_LANGS:
         return ""
-    return lang if lang in ("go", "c", "csharp", "cpp") else "quoted"
+    if lang in ("c", "csharp"):
+        return "c"
+    return lang if lang in ("go", "cpp") else "quoted"
 
 
-def _keyword_groups(lang: str) -> Any:
+def _keyword_groups(rules: str) -> Any:
+    """detect-secrets' keyword regexes (to their value group) for a :func:`_rules` name."""
     from detect_secrets.plugins import keyword as kw
 
-    if lang in _CONFIG_LANGS:
-        return kw.CONFIG_DENYLIST_REGEX_TO_GROUP
-    if lang == "go":
-        return kw.GOLANG_DENYLIST_REGEX_TO_GROUP
-    if lang in ("c", "csharp"):
-        return kw.COMMON_C_DENYLIST_REGEX_TO_GROUP
-    if lang == "cpp":
-        return kw.C_PLUS_PLUS_REGEX_TO_GROUP
-    return kw.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP
+    return {"": kw.CONFIG_DENYLIST_REGEX_TO_GROUP, "go": kw.GOLANG_DENYLIST_REGEX_TO_GROUP,
+            "c": kw.COMMON_C_DENYLIST_REGEX_TO_GROUP, "cpp": kw.C_PLUS_PLUS_REGEX_TO_GROUP,
+            "quoted": kw.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP}[rules]
 
 
 def _ip_finding(value: str, text: str, start: int) -> bool:
@@ -450,11 +448,12 @@ class SecretScanner:
             return
         # Only lines where a keyword is given a literal (or compared with one) go on to
         # detect-secrets' regexes (~140 us a line, and its import ~0.3 s on first use).
-        assign = _KW_ASSIGN_ANY if lang in _CONFIG_LANGS else _KW_ASSIGN_QUOTED
+        rules = _rules(lang)
+        assign = _KW_ASSIGN_ANY if rules == "" else _KW_ASSIGN_QUOTED
         spans = sorted(span for span in keyword_lines
                        if assign.search(lower, span[0], span[1])
                        or "==" in lower[span[0]:span[1]])
-        groups = _keyword_groups(lang) if spans else {}
+        groups = _keyword_groups(rules) if spans else {}
         for start, end in spans:
             line = text[start:end]
             # detect-secrets' KeywordDetector regexes for this file type, run here rather than
