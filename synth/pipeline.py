@@ -393,7 +393,7 @@ class AsyncStage(Stage):
                 if not finished:
                     # What finished since the last wait is committed while waiting again.
                     self.ctx.store.flush_soon(loop)
-                    runner.run(_woken(wake))
+                    runner.run(wake.wait())
                 done = list(finished)
                 finished.clear()
                 wake.clear()  # (callbacks run only inside the loop: none can be missed here)
@@ -417,11 +417,6 @@ class AsyncStage(Stage):
                 task.cancel()
             if pending and not loop.is_closed():
                 runner.run(_gather_quietly(pending))
-
-
-async def _woken(event: asyncio.Event) -> None:
-    await event.wait()
-    event.clear()
 
 
 async def _gather_quietly(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -262,8 +262,7 @@ class RunStore:
             if not defer:
                 self.flush()
             return
-        self._flush_scheduled = True
-        loop.call_later(self.FLUSH_S, self._scheduled_flush)
+        self.flush_soon(loop)
 
     def flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit what is pending within :attr:`FLUSH_S` once ``loop`` runs (a pipeline
