@@ -87,13 +87,19 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
+        values = {k: v for k, v in data.items() if k in _FIELDS}
         if isinstance(values.get("scores"), dict):
             values["scores"] = {k: math.nan if v is None else v
                                 for k, v in values["scores"].items()}
         return cls(**values)
 
     @classmethod
-    def from_json(cls, text: str) -> Record:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> Record:
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:  # NaN literals or lone surrogates of older writers
+            data = json.loads(text)
+        return cls.from_dict(data)
+
+
+_FIELDS = frozenset(f.name for f in fields(Record))

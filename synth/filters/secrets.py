@@ -128,18 +128,22 @@ _KEYWORDS = ("apikey", "api_key", "authkey", "auth_key", "servicekey", "service_
 
 @functools.cache
 def _automaton() -> Any:
-    """Aho-Corasick automaton over every lower-cased plugin trigger (value: plugin index) and
-    keyword (value: -1), with the match length (pyahocorasick, a core dependency already)."""
+    """Aho-Corasick automaton over every lower-cased plugin trigger (value: plugin index),
+    keyword (value: -1) and key-like word of :data:`_KEYLIKE_WORDS` (value: -2), with the
+    match length (pyahocorasick, a core dependency already)."""
     import ahocorasick
 
     auto = ahocorasick.Automaton()
-    # Value: (plugin index, the trigger as written), or (-1, keyword); "~" + trigger marks
-    # the case-insensitive ones (never a real first character of a trigger).
+    # Value: (plugin index, the trigger as written), or (-1, keyword), or (-2, word); "~" +
+    # trigger marks the case-insensitive ones (never a real first character of a trigger).
     for t, lowered, i in _TRIGGERS:
         auto.add_word(t.lower(), (i, "~" + t if lowered else t))
     for w in _KEYWORDS:
         if w not in auto:
             auto.add_word(w, (-1, w))
+    for w in _KEYLIKE_WORDS:
+        if w not in auto:
+            auto.add_word(w, (-2, w))
     auto.make_automaton()
     return auto
 
@@ -198,6 +202,8 @@ _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w
 _VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpython)[\W_]{0,6}$")
 # What stands before a quoted literal assigned to a key-like name (its entropy decides).
 _KEYLIKE_WORDS = ("key", "token", "secret", "passw", "pwd", "cred", "auth", "salt", "signature")
+# (the automaton holds a word once: these are keywords first)
+_KEYLIKE_KEYWORDS = frozenset(_KEYLIKE_WORDS) & frozenset(_KEYWORDS)
 _KEYLIKE_BEFORE = re.compile(
     rf"(?i)(?:{'|'.join(_KEYLIKE_WORDS)})[\w.-]*['\"\]]{{0,2}}"
     r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}\Z")
@@ -329,6 +335,30 @@ def _email_ok(domain: str, local_start: int, text: str) -> bool:
     return not text.startswith("git@", local_start)
 
 
+def _triggers(text: str, lower: str) -> tuple[dict[int, set[tuple[int, int]]],
+                                             set[tuple[int, int]], bool]:
+    """One Aho-Corasick pass (C) over the lower-cased text: the lines holding each plugin's
+    triggers, the lines holding a keyword, and whether any key-like word occurs. Most texts
+    have none of them and cost nothing more."""
+    plugin_lines: dict[int, set[tuple[int, int]]] = {}
+    keyword_lines: set[tuple[int, int]] = set()
+    keylike = False
+    for end, (index, exact) in _automaton().iter(lower):
+        if index == -2:
+            keylike = True
+            continue
+        start = end - len(exact) + 1 + (exact[0] == "~")
+        if index >= 0 and exact[0] != "~" and not text.startswith(exact, start):
+            continue  # a case-sensitive trigger in other case (``msg.`` is not ``SG.``)
+        span = _line_span(text, start)
+        if index < 0:
+            keyword_lines.add(span)
+            keylike = keylike or exact in _KEYLIKE_KEYWORDS
+        else:
+            plugin_lines.setdefault(index, set()).add(span)
+    return plugin_lines, keyword_lines, keylike
+
+
 class SecretScanner:
     """Finds secrets and personal data in text and replaces them with typed placeholders.
 
@@ -409,7 +439,10 @@ class SecretScanner:
                 if _high_entropy(m.group(1)) or len(m.group(1)) >= 32:
                     if not _is_reference(m.group(1)):
                         add(Finding("bearer_token", m.start(1), m.end(1)))
-        for m in _QUOTED_LONG.finditer(text):
+        plugin_lines, keyword_lines, keylike = _triggers(text, lower)
+        # Long quoted strings are everywhere in code; key-like names before them are not (a
+        # text without any has no high-entropy finding, and the regex does not run).
+        for m in _QUOTED_LONG.finditer(text) if keylike else ():
             before = max(0, m.start() - 80)
             # the key-like name the regex below needs, looked for first as plain substrings
             # (long quoted strings are everywhere in code; key-like names before them are not)
@@ -420,25 +453,13 @@ class SecretScanner:
             if _KEYLIKE_BEFORE.search(text, before, m.start()) and \
                     _high_entropy(value) and not _is_reference(value):
                 add(Finding("high_entropy_secret", m.start(1), m.end(1)))
-        self._scan_lines(text, lower, lang, add)
+        self._scan_lines(text, lower, lang, add, plugin_lines, keyword_lines)
         return _resolve(found)
 
-    def _scan_lines(self, text: str, lower: str, lang: str,
-                    add: Callable[[Finding], None]) -> None:
+    def _scan_lines(self, text: str, lower: str, lang: str, add: Callable[[Finding], None],
+                    plugin_lines: dict[int, set[tuple[int, int]]],
+                    keyword_lines: set[tuple[int, int]]) -> None:
         """detect-secrets' plugins and keyword regexes, on the lines holding their triggers."""
-        # One Aho-Corasick pass (C) over the lower-cased text finds every plugin trigger and
-        # keyword at once; most texts have none and cost nothing more.
-        plugin_lines: dict[int, set[tuple[int, int]]] = {}
-        keyword_lines: set[tuple[int, int]] = set()
-        for end, (index, exact) in _automaton().iter(lower):
-            start = end - len(exact) + 1 + (exact[0] == "~")
-            if index >= 0 and exact[0] != "~" and not text.startswith(exact, start):
-                continue  # a case-sensitive trigger in other case (``msg.`` is not ``SG.``)
-            span = _line_span(text, start)
-            if index < 0:
-                keyword_lines.add(span)
-            else:
-                plugin_lines.setdefault(index, set()).add(span)
         for i, lines in sorted(plugin_lines.items()):
             kind, _, _, path = _PLUGINS[i]
             for start, end in sorted(lines):
@@ -477,20 +498,25 @@ class SecretScanner:
 
     def redact_into(self, text: str, lang: str, found: Counter[str]) -> str:
         """:meth:`redact`, adding the counts per kind to ``found``."""
-        key = (text, _rules(lang))
-        if key in self._clean:
-            return text
-        findings = self.scan(text, lang)
+        findings = self.findings(text, lang)
         if findings:
             found.update(f.kind for f in findings)
             return apply(text, findings)
-        if len(text) <= self.CLEAN_MEMO_MAX_CHARS:
+        return text
+
+    def findings(self, text: str, lang: str = "") -> list[Finding]:
+        """:meth:`scan`, remembering texts found clean (see :attr:`CLEAN_MEMO`)."""
+        key = (text, _rules(lang))
+        if key in self._clean:
+            return []
+        findings = self.scan(text, lang)
+        if not findings and len(text) <= self.CLEAN_MEMO_MAX_CHARS:
             if len(self._clean) >= self.CLEAN_MEMO:
                 # (a scanner shared by threads may lose this race: nothing breaks)
                 with contextlib.suppress(RuntimeError, KeyError, StopIteration):
                     del self._clean[next(iter(self._clean))]
             self._clean[key] = None
-        return text
+        return findings
 
 
 def _line_span(text: str, pos: int) -> tuple[int, int]:
@@ -640,7 +666,7 @@ class SecretsPolicy:
             if not self.on or (self.allow and self.allowed_path(str(prov.get("path", "")))):
                 yield record
                 continue
-            findings = self.scanner.scan(record.seed, record.lang)
+            findings = self.scanner.findings(record.seed, record.lang)
             if not findings:
                 yield record
                 continue
@@ -720,14 +746,40 @@ _OWN_HASHES = frozenset({"seed_id", "template_hash", "file_sha256", "few_shot"})
 
 def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str],
                 skip: frozenset[str] = frozenset()) -> Any:
-    if isinstance(value, str):
-        return scanner.redact_into(value, "", found)
-    if isinstance(value, dict):
-        return {k: v if k in skip else _scrub_tree(v, scanner, found, skip)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_tree(v, scanner, found, skip) for v in value]
-    return value
+    """``value`` with every string in it redacted (config keyword rules), values under a key
+    in ``skip`` left alone. Copy on write: a clean tree comes back as the same object, and a
+    container met twice (a record's ``raw`` is its last round's exchange) is walked once."""
+    seen: dict[int, Any] = {}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return scanner.redact_into(value, "", found)
+        if not isinstance(value, (dict, list)):
+            return value
+        done = seen.get(id(value))
+        if done is not None:
+            return done
+        out = value
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k in skip:
+                    continue
+                new = walk(v)
+                if new is not v:
+                    if out is value:
+                        out = dict(value)
+                    out[k] = new
+        else:
+            for i, v in enumerate(value):
+                new = walk(v)
+                if new is not v:
+                    if out is value:
+                        out = list(value)
+                    out[i] = new
+        seen[id(value)] = out
+        return out
+
+    return walk(value)
 
 
 @functools.lru_cache(maxsize=8)
@@ -777,7 +829,7 @@ class SeedScrubber:
         if self.blocks and self.mode == "drop":
             self.counts["drop_secrets"] += 1
             return None
-        findings = self.scanner.scan(record.seed, record.lang)
+        findings = self.scanner.findings(record.seed, record.lang)
         # Key blocks were replaced in the whole file already (and counted there); the seeds
         # that hold one record it in their provenance too.
         blocks = record.seed.count(PLACEHOLDERS["private_key"]) if self.blocks else 0
