@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from synth.io import formats, schema
 from synth.io.formats import JSONL_SIDECAR as JSONL_FILE
 from synth.io.formats import OutputConfig
@@ -101,6 +103,15 @@ def _write_dataset(records: Iterable[Record], out_dir: Path, tmp: Path, card: st
     return n
 
 
+def _json_line(row: dict[str, Any]) -> bytes:
+    """One JSON Lines row, UTF-8 (a NaN written as null: the JSON readers refuse NaN)."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+                            | orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # a lone surrogate (refused below too) or a value orjson does not know
+        return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def _write_files(rows: Iterator[dict[str, Any]], tmp: Path, arrow_schema: Any, kind: str,
                  batch_rows: int) -> int:
     import pyarrow as pa
@@ -119,11 +130,11 @@ def _write_files(rows: Iterator[dict[str, Any]], tmp: Path, arrow_schema: Any, k
         jsonl_path = staging
     writer = pq.ParquetWriter(staging, arrow_schema) if kind == "parquet" else None
     try:
-        with open(jsonl_path, "w", encoding="utf-8") as jsonl:
+        with open(jsonl_path, "wb") as jsonl:
             for row in rows:
-                line = json.dumps(row, ensure_ascii=False) + "\n"
+                line = _json_line(row)
                 jsonl.write(line)
-                digest.update(line.encode("utf-8", "surrogatepass"))
+                digest.update(line)
                 n += 1
                 if writer is not None:
                     batch.append(row)

@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from synth.records import Record
 
 
@@ -139,7 +141,14 @@ def arrow_schema(score_names: list[str], extra: Any = None) -> Any:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A ``json`` cell: compact, keys sorted, a NaN written as null."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+                            | orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:  # a lone surrogate, or a value orjson does not know
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _float(value: Any) -> float | None:
