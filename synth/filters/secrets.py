@@ -33,7 +33,6 @@ detect-secrets plugins then run only on lines that contain their trigger substri
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -367,15 +366,17 @@ class SecretScanner:
             test vectors and fixtures the user vouches for.
     """
 
-    #: Texts found clean, remembered (a bounded, oldest-first memo) so that the same string
-    #: met again is not scanned again: a stored record repeats its reply, prompt and fields
-    #: in several places, and every record repeats the system prompt and the model's name.
-    CLEAN_MEMO = 4096
+    #: Texts found clean, remembered so that the same string met again is not scanned again:
+    #: a stored record repeats its reply, prompt and fields in several places, and every
+    #: record repeats the system prompt and the model's name. Bounded: two generations of
+    #: this many texts, the older one dropped whole when the newer one fills.
+    CLEAN_MEMO = 2048
     CLEAN_MEMO_MAX_CHARS = 65536
 
     def __init__(self, allow: Sequence[str] = ()) -> None:
         self.allow = tuple(allow)
         self._clean: dict[tuple[str, str], None] = {}
+        self._clean_old: dict[tuple[str, str], None] = {}
         # We run detect-secrets' plugin regexes ourselves (never analyze_line, which may call
         # its verify step over the network).
 
@@ -507,14 +508,14 @@ class SecretScanner:
     def findings(self, text: str, lang: str = "") -> list[Finding]:
         """:meth:`scan`, remembering texts found clean (see :attr:`CLEAN_MEMO`)."""
         key = (text, _rules(lang))
-        if key in self._clean:
+        if key in self._clean or key in self._clean_old:
             return []
         findings = self.scan(text, lang)
         if not findings and len(text) <= self.CLEAN_MEMO_MAX_CHARS:
             if len(self._clean) >= self.CLEAN_MEMO:
-                # (a scanner shared by threads may lose this race: nothing breaks)
-                with contextlib.suppress(RuntimeError, KeyError, StopIteration):
-                    del self._clean[next(iter(self._clean))]
+                # Two generations, O(1) each: deleting a dict's oldest entry one at a time
+                # makes every next(iter()) step over the holes left before it.
+                self._clean_old, self._clean = self._clean, {}
             self._clean[key] = None
         return findings
 

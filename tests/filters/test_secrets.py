@@ -271,6 +271,31 @@ def test_a_text_met_again_is_judged_the_same_and_findings_are_never_remembered()
     assert scanner.redact(unquoted, "yaml")[1] == Counter({"password": 1})
 
 
+def test_the_clean_memo_stays_bounded_and_keeps_recent_texts() -> None:
+    scanner = SecretScanner()
+    n = 5 * SecretScanner.CLEAN_MEMO + 7
+    for i in range(n):
+        assert scanner.redact(f"x_{i} = {i}\n", "python")[1] == Counter()
+    assert len(scanner._clean) + len(scanner._clean_old) <= 2 * SecretScanner.CLEAN_MEMO
+    assert (f"x_{n - 1} = {n - 1}\n", "quoted") in scanner._clean  # the newest is remembered
+
+
+def test_scrub_record_walks_a_shared_exchange_once_and_copies_only_on_write() -> None:
+    policy = SecretsPolicy("redact")
+    exchange = {"messages": [{"role": "user", "content": "write a parser"}],
+                "output": "contact ops@acme-corp.io"}
+    clean_part = {"problem": "parse a date", "tests": ["assert f(1) == 1"]}
+    record = Record(id="r", meta={"raw": exchange, "rounds": [{"generator": exchange}],
+                                  "instance": clean_part})
+    found = policy.scrub_record(record)
+    # one secret in one exchange object: found (and counted) once, redacted in both places
+    assert found == Counter({"email": 1})
+    assert record.meta["raw"]["output"] == "contact <EMAIL>"
+    assert record.meta["rounds"][0]["generator"] is record.meta["raw"]
+    assert exchange["output"] == "contact ops@acme-corp.io"  # the caller's object untouched
+    assert record.meta["instance"] is clean_part  # a clean subtree is not copied
+
+
 def test_scrub_record_skips_synth_hashes_but_not_user_columns_of_that_name() -> None:
     policy = SecretsPolicy("redact")
     email = "jane.doe@acme-corp.io"
