@@ -10,15 +10,15 @@ letting every record burn its retries, and stops the run after ``--max-outage``.
 
 Chat completions go over a lean wire (aiohttp with a keep-alive pool, orjson both ways): the
 ``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the ceiling
-of a single Python core against a fast server. The SDK stays for the model list (and for the
-Files/Batch APIs other modules use). Status codes are classified here exactly as the SDK's
-exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not JSON are
-retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500 "validation
-error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's HTTP(S)_PROXY /
-NO_PROXY apply as they did over the SDK's httpx client. The admission hooks see every attempt
-on this wire: its status, its headers (``x-ratelimit-*``, Retry-After) and its usage. An
-executor's :class:`Transport` (Ray sender actors) sends misses elsewhere; each sender's own
-client uses this same wire.
+of a single Python core against a fast server. The model list goes over the same wire; the SDK
+stays for the Files/Batch APIs other modules use (imported there, not at start-up). Status codes
+are classified here exactly as the SDK's exception classes were: 429/408/409/5xx, timeouts,
+resets and a 200 whose body is not JSON are retried (Retry-After / retry-after-ms honoured);
+400/422 and llama.cpp's HTTP 500 "validation error" are ``llm_bad_request``; 401/403 and 404 end
+the run. The environment's HTTP(S)_PROXY / NO_PROXY apply as they did over the SDK's httpx
+client. The admission hooks see every attempt on this wire: its status, its headers
+(``x-ratelimit-*``, Retry-After) and its usage. An executor's :class:`Transport` (Ray sender
+actors) sends misses elsewhere; each sender's own client uses this same wire.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +38,6 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import httpx
-import openai
 import orjson
 
 from synth.config import LLMConfig, api_key
@@ -218,12 +218,19 @@ def _outage_signal(exc: BaseException) -> bool:
     return isinstance(exc, TransportFailure)
 
 
+def _is_sdk_status_error(exc: BaseException) -> bool:
+    """An ``openai.APIStatusError`` (the Batch and Files APIs go through the SDK); without
+    the SDK imported there can be none, and it is not imported just to say so."""
+    openai = sys.modules.get("openai")
+    return openai is not None and isinstance(exc, openai.APIStatusError)
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     """The server's ``Retry-After`` (or ``retry-after-ms``) in seconds, if it sent one."""
     if isinstance(exc, HTTPStatusFailure):
         headers: Mapping[str, str] = exc.headers
-    elif isinstance(exc, openai.APIStatusError):
-        headers = exc.response.headers
+    elif exc is not None and _is_sdk_status_error(exc):
+        headers = exc.response.headers  # type: ignore[attr-defined]
     else:
         return None
     ms = headers.get("retry-after-ms")
@@ -254,6 +261,9 @@ class Wire(Protocol):
 
     async def post(self, url: str, body: bytes,
                    headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
+
+    async def get(self, url: str,
+                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -286,13 +296,21 @@ class AiohttpWire:
 
     async def post(self, url: str, body: bytes,
                    headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        return await self._request("POST", url, headers, body)
+
+    async def get(self, url: str,
+                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        return await self._request("GET", url, headers, None)
+
+    async def _request(self, method: str, url: str, headers: dict[str, str],
+                       body: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
         import aiohttp
 
         session = self._get_session()
         target, proxy, proxy_auth = self._target(url)
         try:
-            async with session.post(target, data=body, headers=headers, proxy=proxy,
-                                    proxy_auth=proxy_auth) as resp:
+            async with session.request(method, target, data=body, headers=headers,
+                                       proxy=proxy, proxy_auth=proxy_auth) as resp:
                 return resp.status, resp.headers, await resp.read()
         except TimeoutError as exc:
             raise TransportFailure("APITimeoutError", "Request timed out.") from exc
@@ -340,9 +358,17 @@ class HttpxWire:
 
     async def post(self, url: str, body: bytes,
                    headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        return await self._request("POST", url, headers, body)
+
+    async def get(self, url: str,
+                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        return await self._request("GET", url, headers, None)
+
+    async def _request(self, method: str, url: str, headers: dict[str, str],
+                       body: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
         try:
-            resp = await self.client.post(url, content=body, headers=headers,
-                                          timeout=self.timeout_s)
+            resp = await self.client.request(method, url, content=body, headers=headers,
+                                             timeout=self.timeout_s)
             return resp.status_code, resp.headers, resp.content
         except httpx.TimeoutException as exc:
             raise TransportFailure("APITimeoutError", "Request timed out.") from exc
@@ -446,10 +472,6 @@ class LLMClient:
         self.store = store
         self.config = config
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        # The SDK serves the model list only; chat completions go over the lean transport.
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key(), max_retries=0,
-                                          timeout=config.timeout_s,
-                                          http_client=http_client)  # type: ignore[arg-type]
         self._wire: Wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
                             else AiohttpWire(config.timeout_s))
         self._url = base_url.rstrip("/") + "/chat/completions"
@@ -469,28 +491,39 @@ class LLMClient:
 
     async def aclose(self) -> None:
         await self._wire.aclose()
-        await self._client.close()
 
     async def list_models(self) -> list[str]:
-        """Model ids the endpoint serves; raises a SynthError the user can act on."""
+        """Model ids the endpoint serves; raises a SynthError the user can act on.
+
+        Asked over the same wire as the chat completions (the SDK's client and its imports
+        cost a second of start-up for this one request), with the SDK's error names.
+        """
+        url = self.base_url.rstrip("/") + "/models"
+        headers = {"Authorization": self._headers["Authorization"],
+                   "Accept": "application/json"}
         try:
-            page = await self._client.models.list()
-        except openai.AuthenticationError as exc:
-            raise AuthenticationFailed(
-                f"{self.base_url} refused the API key (HTTP {exc.status_code}); "
-                "set OPENAI_API_KEY to a valid key") from exc
-        except openai.PermissionDeniedError as exc:
-            raise AuthenticationFailed(
-                f"{self.base_url} denied access (HTTP 403); check the key's permissions") from exc
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            status, _, body = await self._wire.get(url, headers)
+        except TransportFailure as exc:
             raise EndpointUnreachable(
-                f"cannot reach {self.base_url} ({exc.__class__.__name__}); is the server "
+                f"cannot reach {self.base_url} ({exc.name}); is the server "
                 "running? Check --base-url / OPENAI_BASE_URL") from exc
-        except openai.NotFoundError:
+        if status == 401:
+            raise AuthenticationFailed(
+                f"{self.base_url} refused the API key (HTTP {status}); "
+                "set OPENAI_API_KEY to a valid key")
+        if status == 403:
+            raise AuthenticationFailed(
+                f"{self.base_url} denied access (HTTP 403); check the key's permissions")
+        if status == 404:
             return []  # some servers have no /models; requests will tell
-        except openai.APIStatusError as exc:
-            raise LLMError(f"{self.base_url}/models answered HTTP {exc.status_code}") from exc
-        return [m.id for m in page.data]
+        if not 200 <= status < 300:
+            raise LLMError(f"{self.base_url}/models answered HTTP {status}")
+        try:
+            data = orjson.loads(body)["data"]
+            return [str(m["id"]) for m in data]
+        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            raise LLMError(f"{self.base_url}/models answered something that is not a model "
+                           f"list: {body[:80]!r}") from exc
 
     async def check(self, served: list[str] | None = None) -> None:
         """Fail fast, before any record is processed, when the endpoint or model is unusable.

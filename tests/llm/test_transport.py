@@ -17,7 +17,7 @@ import pytest
 from conftest import chat_response, mock_client
 
 from synth.config import LLMConfig
-from synth.errors import AuthenticationFailed, ModelNotFound
+from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
 from synth.llm.client import (
     LLMClient,
     LLMRequestFailed,
@@ -176,6 +176,31 @@ def test_fatal_statuses(store: RunStore, code: int, error: type[Exception]) -> N
         serve([status(code)], store, complete)
 
 
+def models_list(client: LLMClient) -> Awaitable[Any]:
+    return client.list_models()
+
+
+def test_the_model_list_goes_over_the_wire_with_the_sdk_verdicts(
+        store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTH_API_KEY", "sk-models-test")
+    _no_env_proxy(monkeypatch)
+    listing = {"object": "list", "data": [{"id": "a", "object": "model"}, {"id": "b"}]}
+    served, s = serve([("status", 200, {}, json.dumps(listing).encode())], store, models_list)
+    assert served == ["a", "b"]
+    assert s.heads[0].startswith("GET /v1/models ")
+    assert "authorization: bearer sk-models-test" in s.heads[0].lower()
+    assert serve([status(404)], store, models_list)[0] == []  # no /models: requests will tell
+    for code, match in [(401, "refused the API key"), (403, "denied access")]:
+        with pytest.raises(AuthenticationFailed, match=match):
+            serve([status(code)], store, models_list)
+    with pytest.raises(LLMError, match="answered HTTP 502"):
+        serve([status(502)], store, models_list)
+    with pytest.raises(LLMError, match="not a model list"):
+        serve([("status", 200, {}, b"<html>")], store, models_list)
+    with pytest.raises(EndpointUnreachable, match="APIConnectionError"):
+        serve([("reset",)], store, models_list)
+
+
 def test_same_cache_key_and_entry_as_the_httpx_seam(store: RunStore, tmp_path: Any) -> None:
     params = SamplingParams(temperature=0.2, max_tokens=9, seed=3,
                             response_format={"type": "json_object"})
@@ -268,3 +293,15 @@ def test_api_key_is_sent_and_never_logged(store: RunStore, monkeypatch: pytest.M
         assert key not in str(chain) and key not in repr(chain)
         chain = chain.__cause__ or chain.__context__
     assert key not in caplog.text
+
+
+def test_generating_does_not_import_the_sdk() -> None:
+    """The SDK's import is a second of start-up; only the Batch and Files APIs need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, synth.cli, synth.jobs, synth.llm.client, synth.llm.endpoint; "
+            "print('openai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
