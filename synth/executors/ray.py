@@ -11,7 +11,7 @@ What runs where (the driver is the ``synth`` process; it keeps the run directory
   ``RUN/embeddings.sqlite`` chunk by chunk as before. KCenterGreedy and diversity selection
   run on the gathered matrix in the driver.
 - **LLM requests**: a pool of async sender actors (no CPU reserved, spread over nodes), each
-  holding an ``openai.AsyncOpenAI`` client and a *slice* of the global limits: concurrency
+  holding an LLM client (the lean wire) and a *slice* of the global limits: concurrency
   ``C`` split as evenly as possible, RPM/TPM divided by the number of actors (floored, so the
   sum never exceeds the budget). The driver checks the cache, sends a miss to the least busy
   sender, and journals the reply in ``RUN/store.sqlite`` under the same key *before* using it.
@@ -264,7 +264,7 @@ def _at_least_1(value: int | None) -> int | None:
 
 
 class _Sender:
-    """An async actor: one ``openai.AsyncOpenAI`` client with a slice of the limits.
+    """An async actor: one LLM client (the lean wire) with a slice of the limits.
 
     It never sees the cache: the driver looks a request up first and journals the reply.
     """

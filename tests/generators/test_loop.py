@@ -1,5 +1,5 @@
 """The generator–discriminator loop against a scripted endpoint (``httpx.MockTransport`` under the
-real ``openai.AsyncOpenAI``): accept, revise with the critique, reject after the last round,
+LLM client's httpx seam): accept, revise with the critique, reject after the last round,
 unreadable verdicts, few-shot cases from the memory, reruns from the cache."""
 
 from __future__ import annotations

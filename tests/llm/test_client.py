@@ -1,4 +1,4 @@
-"""LLMClient under the real AsyncOpenAI, HTTP served by httpx.MockTransport handlers."""
+"""LLMClient over its httpx seam, HTTP served by httpx.MockTransport handlers."""
 
 from __future__ import annotations
 
