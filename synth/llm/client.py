@@ -255,15 +255,13 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
 
 
 class Wire(Protocol):
-    """How one chat-completion POST goes over the wire: ``(status, headers, body)`` back, or
-    :class:`TransportFailure` when no answer came. (Not :class:`Transport`, an executor's
-    sender of whole requests: each of its senders has a client, and that client a wire.)"""
+    """How one request (a chat-completion POST, the model list's GET) goes over the wire:
+    ``(status, headers, body)`` back, or :class:`TransportFailure` when no answer came. (Not
+    :class:`Transport`, an executor's sender of whole requests: each of its senders has a
+    client, and that client a wire.)"""
 
-    async def post(self, url: str, body: bytes,
-                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
-
-    async def get(self, url: str,
-                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]: ...
+    async def request(self, method: str, url: str, headers: dict[str, str],
+                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -294,16 +292,8 @@ class AiohttpWire:
             self._loop = loop
         return self._session
 
-    async def post(self, url: str, body: bytes,
-                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        return await self._request("POST", url, headers, body)
-
-    async def get(self, url: str,
-                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        return await self._request("GET", url, headers, None)
-
-    async def _request(self, method: str, url: str, headers: dict[str, str],
-                       body: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
+    async def request(self, method: str, url: str, headers: dict[str, str],
+                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]:
         import aiohttp
 
         session = self._get_session()
@@ -356,16 +346,8 @@ class HttpxWire:
         self.client = client
         self.timeout_s = timeout_s
 
-    async def post(self, url: str, body: bytes,
-                   headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        return await self._request("POST", url, headers, body)
-
-    async def get(self, url: str,
-                  headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        return await self._request("GET", url, headers, None)
-
-    async def _request(self, method: str, url: str, headers: dict[str, str],
-                       body: bytes | None) -> tuple[int, Mapping[str, str], bytes]:
+    async def request(self, method: str, url: str, headers: dict[str, str],
+                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]:
         try:
             resp = await self.client.request(method, url, content=body, headers=headers,
                                              timeout=self.timeout_s)
@@ -502,7 +484,7 @@ class LLMClient:
         headers = {"Authorization": self._headers["Authorization"],
                    "Accept": "application/json"}
         try:
-            status, _, body = await self._wire.get(url, headers)
+            status, _, body = await self._wire.request("GET", url, headers)
         except TransportFailure as exc:
             raise EndpointUnreachable(
                 f"cannot reach {self.base_url} ({exc.name}); is the server "
@@ -706,7 +688,7 @@ class LLMClient:
 
     async def _send(self, body: bytes) -> tuple[Completion, Mapping[str, str]]:
         self.stats["requests"] += 1
-        status, headers, data = await self._wire.post(self._url, body, self._headers)
+        status, headers, data = await self._wire.request("POST", self._url, self._headers, body)
         if not 200 <= status < 300:
             raise HTTPStatusFailure(status, headers, data)
         try:
