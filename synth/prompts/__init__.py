@@ -51,6 +51,75 @@ def _plain_variables(env: jinja2.Environment, source: str) -> tuple[str, ...] | 
     return tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
 
 
+# What a template spliced into its includer may not hold: anything with a scope or a name of
+# its own (an include gives the included template a context of its own; these would see, or
+# leak into, the includer's instead).
+_NOT_INLINED = (jinja2.nodes.Extends, jinja2.nodes.Block, jinja2.nodes.Macro,
+                jinja2.nodes.CallBlock, jinja2.nodes.Assign, jinja2.nodes.AssignBlock,
+                jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Scope,
+                jinja2.nodes.With, jinja2.nodes.ScopedEvalContextModifier,
+                jinja2.nodes.EvalContextModifier)
+# Statements whose bodies get names of their own (a loop's ``loop`` and target, a macro's
+# arguments): an include inside them stays an include.
+_OWN_NAMES = (jinja2.nodes.For, jinja2.nodes.Macro, jinja2.nodes.CallBlock,
+              jinja2.nodes.FilterBlock, jinja2.nodes.With, jinja2.nodes.Scope)
+
+
+class _Environment(jinja2.Environment):
+    """Compiles ``{% include "literal" %}`` of a plain template into the including one.
+
+    An include renders the other template in a new context per call (three contexts per
+    codegen prompt, half of its rendering time). Whitespace control and the trailing newline
+    apply per source when each is parsed, so splicing the parsed body renders the same text;
+    templates with their own names or scopes (see ``_NOT_INLINED``), includes inside loops and
+    anything not literal stay includes. Only compilation changes: ``parse`` (and so
+    :meth:`Prompts.template_hash`) still sees the includes.
+    """
+
+    def _generate(self, source: jinja2.nodes.Template, name: str | None,
+                  filename: str | None, defer_init: bool = False) -> str:
+        return super()._generate(self._inlined(source, (name,)), name, filename,
+                                 defer_init=defer_init)
+
+    def _inlined(self, tree: jinja2.nodes.Template,
+                 stack: tuple[str | None, ...]) -> jinja2.nodes.Template:
+        def walk(node: jinja2.nodes.Node) -> None:
+            for field in node.fields:
+                value = getattr(node, field)
+                if not isinstance(value, list):
+                    continue
+                out: list[Any] = []
+                for child in value:
+                    body = self._include_body(child, stack) \
+                        if isinstance(child, jinja2.nodes.Include) else None
+                    if body is not None:
+                        out.extend(body)
+                        continue
+                    if isinstance(child, jinja2.nodes.Node) \
+                            and not isinstance(child, _OWN_NAMES):
+                        walk(child)
+                    out.append(child)
+                setattr(node, field, out)
+
+        walk(tree)
+        return tree
+
+    def _include_body(self, node: jinja2.nodes.Include,
+                      stack: tuple[str | None, ...]) -> list[jinja2.nodes.Node] | None:
+        target = node.template
+        if not (isinstance(target, jinja2.nodes.Const) and isinstance(target.value, str)
+                and node.with_context and not node.ignore_missing) or target.value in stack:
+            return None
+        try:
+            source, _, _ = self.loader.get_source(self, target.value)  # type: ignore[union-attr]
+            child = self._parse(source, target.value, None)
+        except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError):
+            return None  # the include itself reports it, as before
+        if any(True for _ in child.find_all(_NOT_INLINED)):
+            return None
+        return list(self._inlined(child, (*stack, target.value)).body)
+
+
 class Prompts:
     """Loads and renders task templates.
 
@@ -66,7 +135,7 @@ class Prompts:
                 raise TemplateError(f"--templates {path} is not a directory")
             loaders.append(jinja2.FileSystemLoader(str(path)))
         loaders.append(jinja2.PackageLoader("synth.prompts", "templates"))
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
