@@ -158,29 +158,42 @@ def _float(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _how(col: Column) -> str:
+    """How :func:`to_row` fills ``col``: one word, decided once per column."""
+    if col.name in ("license", "meta") or col.kind in ("scores", "provenance"):
+        return col.name if col.name in ("license", "meta") else col.kind
+    if col.where == "record":
+        return "record"
+    return "json" if col.kind == "json" else "value"
+
+
+_ROW_PLAN: tuple[tuple[str, str], ...] = tuple((c.name, _how(c)) for c in COLUMNS)
+_NOT_REST = frozenset(BY_NAME) | INTERNAL_META
+
+
 def to_row(record: Record, score_names: list[str]) -> dict[str, Any]:
     """The dataset row of ``record``: every declared column, then its foreign extra columns."""
     row: dict[str, Any] = {}
     meta = record.meta
-    for col in COLUMNS:
-        if col.kind == "scores":
+    get = meta.get
+    for name, how in _ROW_PLAN:
+        if how == "value":
+            row[name] = get(name)
+        elif how == "json":
+            row[name] = _json(get(name))
+        elif how == "record":
+            row[name] = getattr(record, name)
+        elif how == "provenance":
+            prov = get(name)
+            row[name] = {n: prov.get(n) for n, _ in PROVENANCE} if prov else None
+        elif how == "license":
+            row[name] = record_license(record)
+        elif how == "scores":
             if score_names:
-                row[col.name] = {n: _float(record.scores.get(n)) for n in score_names}
-            continue
-        if col.name == "meta":
-            rest = {k: v for k, v in meta.items()
-                    if k not in BY_NAME and k not in INTERNAL_META}
-            row["meta"] = _json(rest) if rest else None
-            continue
-        value = getattr(record, col.name) if col.where == "record" else meta.get(col.name)
-        if col.name == "license":
-            value = record_license(record)
-        elif col.kind == "provenance":
-            prov = value or {}
-            value = {name: prov.get(name) for name, _ in PROVENANCE} if prov else None
-        elif col.kind == "json":
-            value = _json(value)
-        row[col.name] = value
+                row[name] = {n: _float(record.scores.get(n)) for n in score_names}
+        else:  # meta: any other meta key
+            rest = {k: v for k, v in meta.items() if k not in _NOT_REST}
+            row[name] = _json(rest) if rest else None
     for key, value in (meta.get("extra") or {}).items():
         if key not in row:
             row[key] = value
