@@ -126,11 +126,12 @@ _KEYWORDS = ("apikey", "api_key", "authkey", "auth_key", "servicekey", "service_
 
 
 @functools.cache
-def _automaton() -> tuple[Any, tuple[tuple[int, str], ...]]:
-    """One Aho-Corasick automaton over every lower-cased plugin trigger, keyword and key-like
-    word, and what each pattern stands for: (plugin index, the trigger as written), (-1,
-    keyword) or (-2, key-like word); "~" + trigger marks the case-insensitive ones (never a
-    real first character of a trigger).
+def _automaton() -> tuple[Any, tuple[tuple[int, str], ...], tuple[str, ...]]:
+    """One Aho-Corasick automaton over every lower-cased plugin trigger, keyword, key-like
+    word and gate literal of :func:`SecretScanner.scan`; what each pattern stands for:
+    (plugin index, the trigger as written), (-1, keyword), (-2, key-like word) or (-3, gate);
+    "~" + trigger marks the case-insensitive ones (never a real first character of a
+    trigger); and the patterns.
 
     ahocorasick-rs (Rust's aho-corasick crate, SIMD prefilters): 4x faster than pyahocorasick
     over a prompt with no trigger, the common case, and every stored string passes here.
@@ -143,13 +144,13 @@ def _automaton() -> tuple[Any, tuple[tuple[int, str], ...]]:
         if t.lower() not in patterns:
             patterns.append(t.lower())
             values.append((i, "~" + t if lowered else t))
-    for index, words in ((-1, _KEYWORDS), (-2, _KEYLIKE_WORDS)):
+    for index, words in ((-1, _KEYWORDS), (-2, _KEYLIKE_WORDS), (-3, _GATES)):
         for w in words:
             if w not in patterns:
                 patterns.append(w)
                 values.append((index, w))
     return (ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.Standard),
-            tuple(values))
+            tuple(values), tuple(patterns))
 
 
 @functools.cache
@@ -208,6 +209,10 @@ _VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|v|ver|==|>=|<=|~=|!=|\bpy
 _KEYLIKE_WORDS = ("key", "token", "secret", "passw", "pwd", "cred", "auth", "salt", "signature")
 # (the automaton holds a word once: these are keywords first)
 _KEYLIKE_KEYWORDS = frozenset(_KEYLIKE_WORDS) & frozenset(_KEYWORDS)
+# The literals scan() needs before its other detectors run, lower-cased (the automaton's pass
+# tells which occur; a case-sensitive one is then confirmed in the text itself).
+_GATES = ("private key", "putty", "aiza", "@", "://", "password", "pwd", "@tcp(", "@unix(",
+          " -u ", "--user ", "<passw", "<pwd>", "<secret>", "bearer")
 _KEYLIKE_BEFORE = re.compile(
     rf"(?i)(?:{'|'.join(_KEYLIKE_WORDS)})[\w.-]*['\"\]]{{0,2}}"
     r"\s*(?::=|=>|==|=|:)\s*[@bBrRuU]{0,2}\Z")
@@ -340,18 +345,20 @@ def _email_ok(domain: str, local_start: int, text: str) -> bool:
 
 
 def _triggers(text: str, lower: str) -> tuple[dict[int, set[tuple[int, int]]],
-                                             set[tuple[int, int]], bool]:
+                                             set[tuple[int, int]], bool, set[str]]:
     """One Aho-Corasick pass over the lower-cased text: the lines holding each plugin's
-    triggers, the lines holding a keyword, and whether any key-like word occurs. Most texts
-    have none of them and cost nothing more."""
+    triggers, the lines holding a keyword, whether any key-like word occurs, and every
+    pattern seen (lower-cased). Most texts have none of them and cost nothing more."""
     plugin_lines: dict[int, set[tuple[int, int]]] = {}
     keyword_lines: set[tuple[int, int]] = set()
     keylike = False
-    automaton, values = _automaton()
+    seen: set[str] = set()
+    automaton, values, patterns = _automaton()
     for pattern, start, _ in automaton.find_matches_as_indexes(lower, overlapping=True):
+        seen.add(patterns[pattern])
         index, exact = values[pattern]
-        if index == -2:
-            keylike = True
+        if index <= -2:
+            keylike = keylike or index == -2
             continue
         if index >= 0 and exact[0] != "~" and not text.startswith(exact, start):
             continue  # a case-sensitive trigger in other case (``msg.`` is not ``SG.``)
@@ -361,7 +368,7 @@ def _triggers(text: str, lower: str) -> tuple[dict[int, set[tuple[int, int]]],
             keylike = keylike or exact in _KEYLIKE_KEYWORDS
         else:
             plugin_lines.setdefault(index, set()).add(span)
-    return plugin_lines, keyword_lines, keylike
+    return plugin_lines, keyword_lines, keylike, seen
 
 
 class SecretScanner:
@@ -403,16 +410,19 @@ class SecretScanner:
         found: list[Finding] = []
         add = found.append
         lower = text.lower()
-        if "PRIVATE KEY" in text or "PuTTY" in text:
+        plugin_lines, keyword_lines, keylike, seen = _triggers(text, lower)
+        # (a literal with capitals occurs in the text only if its lower case is in ``lower``)
+        if ("private key" in seen and "PRIVATE KEY" in text) or \
+                ("putty" in seen and "PuTTY" in text):
             for rx in (_PEM_FULL, _PEM_OPEN, _PUTTY):
                 for m in rx.finditer(text):
                     add(Finding("private_key", m.start(), m.end()))
-        if "AIza" in text:
+        if "aiza" in seen and "AIza" in text:
             for m in _GCP_KEY.finditer(text):
                 add(Finding("gcp_api_key", m.start(), m.end()))
-        if "@" in text:
+        if "@" in seen:
             userinfo: list[tuple[int, int]] = []
-            if "://" in text:
+            if "://" in seen:
                 for m in _URL_PASSWORD.finditer(text):
                     userinfo.append((m.start(1), m.end(2)))
                     if not _is_reference(m.group(2)):
@@ -431,22 +441,21 @@ class SecretScanner:
             for m in _IPV6.finditer(text):
                 if _ip_finding(m.group(), text, m.start()):
                     add(Finding("ip_address", m.start(), m.end()))
-        if "password" in lower or "pwd" in lower:
+        if "password" in seen or "pwd" in seen:
             for m in _CONN_PASSWORD.finditer(text):
                 if not _is_reference(m.group(1)):
                     add(Finding("connection_password", m.start(1), m.end(1)))
-        if "@tcp(" in text or "@unix(" in text or " -u " in text or "--user " in text \
-                or "<passw" in lower or "<pwd>" in lower or "<secret>" in lower:
+        if any(g in seen and g in text for g in ("@tcp(", "@unix(", " -u ", "--user ")) \
+                or not seen.isdisjoint(("<passw", "<pwd>", "<secret>")):
             for m in _OTHER_PASSWORD.finditer(text):
                 g = next(i for i in (1, 2, 4) if m.group(i) is not None)
                 if not _is_reference(m.group(g)):
                     add(Finding("password", m.start(g), m.end(g)))
-        if "bearer" in lower:
+        if "bearer" in seen:
             for m in _BEARER.finditer(text):
                 if _high_entropy(m.group(1)) or len(m.group(1)) >= 32:
                     if not _is_reference(m.group(1)):
                         add(Finding("bearer_token", m.start(1), m.end(1)))
-        plugin_lines, keyword_lines, keylike = _triggers(text, lower)
         # Long quoted strings are everywhere in code; key-like names before them are not (a
         # text without any has no high-entropy finding, and the regex does not run).
         for m in _QUOTED_LONG.finditer(text) if keylike else ():
