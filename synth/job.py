@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import logging
 import signal
@@ -277,9 +278,16 @@ class Job:
         stats: dict[str, Any] = {}
         with _signals_as_interrupt(self.ctx):
             try:
-                run_stages(records, list(stages), self.ctx,
-                           total if total is not None else source.total,
-                           put=lambda r: sink.put(self, r))
+                # What start-up allocated (modules, vocabularies, templates, the seeds' index)
+                # stays out of the collector's passes while records flow: the full passes of
+                # a long run otherwise walk all of it again and again.
+                gc.freeze()
+                try:
+                    run_stages(records, list(stages), self.ctx,
+                               total if total is not None else source.total,
+                               put=lambda r: sink.put(self, r))
+                finally:
+                    gc.unfreeze()
                 finished = True
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
                 interrupted = exc
