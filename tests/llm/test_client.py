@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import time
+from typing import Any
 
 import httpx
 import pytest
 from conftest import chat_response, mock_client
 
 from synth.errors import AuthenticationFailed, EndpointUnreachable, ModelNotFound
-from synth.llm.client import LLMRequestFailed, SamplingParams, cache_key
+from synth.llm.client import LLMRequestFailed, SamplingParams, cache_key, request_json
 from synth.records import Record
 from synth.store import RunStore
 
@@ -173,6 +175,35 @@ def test_cache_key_covers_model_messages_params_sample() -> None:
     assert base != cache_key("m", [{"role": "user", "content": "hello!"}], SamplingParams(), 0)
     assert base != cache_key("m", MSG, SamplingParams(max_tokens=7), 0)
     assert base != cache_key("m", MSG, SamplingParams(), 1)
+
+
+def test_the_hashed_request_text_is_json_dumps_character_for_character() -> None:
+    """Keys of run directories made before the fast path must not move."""
+    every_char = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000)
+    params = SamplingParams(temperature=0.7, top_p=1e-07, max_tokens=9, seed=3,
+                            response_format={"type": "json_schema", "json_schema": {"é": [1.5]}})
+    cases: list[tuple[str, list[Any], int]] = [
+        ("m", MSG, 0),
+        ("mödel ✓", [{"role": "system", "content": every_char},
+                     {"role": "user", "content": "a\n\t\"\\\x00\x1f\x7f\u2028 𝄞", "name": "x"}], 2),
+        ("m", [], 0),
+        ("m", [{}], 1),
+        ("m", [{"role": "user", "content": "lone \ud800"}], 0),  # orjson refuses: json whole
+        ("m", [{"role": "user", "content": [{"type": "text", "text": "multi"}]}], 0),
+        ("m", MSG, True),  # not an int: json whole
+    ]
+    rng = random.Random(5)
+    alphabet = "ab \"\\\n\t\x01é✓𝄞{}[]:,"
+    for _ in range(300):
+        msgs = [{"".join(rng.choice(alphabet) for _ in range(rng.randrange(6))):
+                 "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+                 for _ in range(rng.randrange(4))} for _ in range(rng.randrange(4))]
+        cases.append(("m", msgs, rng.randrange(5)))
+    for model, messages, sample in cases:
+        for p in (params, SamplingParams()):
+            want = json.dumps({"model": model, "messages": messages, "params": p.to_request(),
+                               "sample": sample}, sort_keys=True, ensure_ascii=False)
+            assert request_json(model, messages, p.to_request(), sample) == want
 
 
 def test_request_carries_params_and_no_key_in_cache(store: RunStore,
