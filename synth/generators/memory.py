@@ -127,10 +127,14 @@ class ExampleMemory:
         chosen = self.store.fewshot_get(record_id, key)
         if chosen is None:
             pools = await self.snapshot(max(seq // self.block - 1, 0))
-            rng = random.Random(f"{self.seed}:{record_id}:fewshot")
+            rng: random.Random | None = None  # (seeding costs more than a draw: only if used)
             chosen = {}
             for kind in KINDS:
                 pool = self.pinned.get((task, kind), []) + pools.get((task, kind), [])
+                if not pool:  # sampling nothing draws nothing: the next kind's draw is the same
+                    chosen[kind] = []
+                    continue
+                rng = rng or random.Random(f"{self.seed}:{record_id}:fewshot")
                 chosen[kind] = [_public(c) for c in rng.sample(pool, min(self.shots, len(pool)))]
             self.store.fewshot_put(record_id, key, chosen)
         return Examples(tuple(chosen["good"]), tuple(chosen["bad"]))
