@@ -41,6 +41,7 @@ from difflib import SequenceMatcher
 from functools import lru_cache, partial
 from typing import Any
 
+import orjson
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
@@ -429,8 +430,12 @@ class TaskStage(AsyncStage):
             return parsed
         instance = parsed.meta.get("instance") or {}
         blank = task.blank(record)
-        wkey = (task.name, gen.answer_format, blank.lang,
-                json.dumps(blank.meta, sort_keys=True, default=str))
+        try:  # (an in-memory key: any stable text of the meta will do)
+            meta_key = orjson.dumps(blank.meta, default=str, option=orjson.OPT_SORT_KEYS
+                                    | orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # a lone surrogate (a path read with surrogateescape)
+            meta_key = json.dumps(blank.meta, sort_keys=True, default=str)
+        wkey = (task.name, gen.answer_format, blank.lang, meta_key)
         wording = self._wordings.get(wkey)
         if wording is None:
             wording = task.messages(blank, self.prompts, gen.answer_format)[-1]["content"]

@@ -89,6 +89,12 @@ class SamplingParams:
             data["top_logprobs"] = self.top_logprobs
         return {k: v for k, v in data.items() if v is not None}
 
+    @cached_property
+    def request_text(self) -> str:
+        """The request's JSON as the cache key hashes it (sorted keys, json's separators),
+        made once per params object: the response_format schema alone is most of it."""
+        return json.dumps(self._request, sort_keys=True, ensure_ascii=False)
+
 
 @dataclass
 class Completion:
@@ -147,11 +153,11 @@ class Transport(Protocol):
 
 def cache_key(model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
     """sha256 of everything that determines the answer."""
-    blob = request_json(model, messages, params.to_request(), sample)
+    blob = request_json(model, messages, params, sample)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def request_json(model: str, messages: list[Message], params: dict[str, Any],
+def request_json(model: str, messages: list[Message], params: SamplingParams,
                  sample: int) -> str:
     """``json.dumps`` of the request with sorted keys and ``ensure_ascii=False``, character for
     character: every response stored before is found under the key of this text.
@@ -176,11 +182,12 @@ def request_json(model: str, messages: list[Message], params: dict[str, Any],
                 items.append(f"{orjson.dumps(k).decode()}: {orjson.dumps(v).decode()}")
             parts.append("{" + ", ".join(items) + "}")
         return (f'{{"messages": [{", ".join(parts)}], "model": {orjson.dumps(model).decode()}, '
-                f'"params": {json.dumps(params, sort_keys=True, ensure_ascii=False)}, '
+                f'"params": {params.request_text}, '
                 f'"sample": {sample}}}')
     except TypeError:  # (orjson's refusals are TypeErrors too)
-        return json.dumps({"model": model, "messages": messages, "params": params,
-                           "sample": sample}, sort_keys=True, ensure_ascii=False)
+        return json.dumps({"model": model, "messages": messages,
+                           "params": params.to_request(), "sample": sample},
+                          sort_keys=True, ensure_ascii=False)
 
 
 # The SDK's exception class names, kept in reject details so they read as before the switch.

@@ -203,7 +203,7 @@ def test_the_hashed_request_text_is_json_dumps_character_for_character() -> None
         for p in (params, SamplingParams()):
             want = json.dumps({"model": model, "messages": messages, "params": p.to_request(),
                                "sample": sample}, sort_keys=True, ensure_ascii=False)
-            assert request_json(model, messages, p.to_request(), sample) == want
+            assert request_json(model, messages, p, sample) == want
 
 
 def test_request_carries_params_and_no_key_in_cache(store: RunStore,
