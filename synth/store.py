@@ -168,6 +168,11 @@ class RunStore:
             self.db = sqlite3.connect(self.run_dir / "store.sqlite", isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint (WAL pages copied into the database, with fsyncs) every ~40 MB of
+            # WAL instead of every 4 MB: each one blocks the commit that triggers it, and so
+            # the event loop; a tenth as many halve the wall time of the writes. (A kill -9
+            # loses nothing more: committed frames in the WAL are the database.)
+            self.db.execute("PRAGMA wal_autocheckpoint=10000")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             self.close()
