@@ -306,6 +306,10 @@ def _rules(lang: str) -> str:
     return lang if lang in ("go", "cpp") else "quoted"
 
 
+# The memo's rules for a text found clean without any keyword in it (see SecretScanner.findings)
+_ANY_RULES = "*"
+
+
 def _keyword_groups(rules: str) -> Any:
     """detect-secrets' keyword regexes (to their value group) for a :func:`_rules` name."""
     from detect_secrets.plugins import keyword as kw
@@ -405,8 +409,13 @@ class SecretScanner:
         searches. Broad regexes with case-insensitive alternations or no literal prefix are
         10-100x slower per byte, so they only ever see the lines or windows that passed.
         """
+        return self._scan(text, lang)[0]
+
+    def _scan(self, text: str, lang: str) -> tuple[list[Finding], bool]:
+        """:meth:`scan`, and whether the verdict depends on ``lang``'s keyword rules (only
+        when a keyword occurs: every other detector ignores the language)."""
         if not text:
-            return []
+            return [], False
         found: list[Finding] = []
         add = found.append
         lower = text.lower()
@@ -470,7 +479,7 @@ class SecretScanner:
                     _high_entropy(value) and not _is_reference(value):
                 add(Finding("high_entropy_secret", m.start(1), m.end(1)))
         self._scan_lines(text, lower, lang, add, plugin_lines, keyword_lines)
-        return _resolve(found)
+        return _resolve(found), bool(keyword_lines)
 
     def _scan_lines(self, text: str, lower: str, lang: str, add: Callable[[Finding], None],
                     plugin_lines: dict[int, set[tuple[int, int]]],
@@ -523,15 +532,19 @@ class SecretScanner:
     def findings(self, text: str, lang: str = "") -> list[Finding]:
         """:meth:`scan`, remembering texts found clean (see :attr:`CLEAN_MEMO`)."""
         key = (text, _rules(lang))
-        if key in self._clean or key in self._clean_old:
+        anyway = (text, _ANY_RULES)
+        clean, old = self._clean, self._clean_old
+        if key in clean or anyway in clean or key in old or anyway in old:
             return []
-        findings = self.scan(text, lang)
+        findings, by_rules = self._scan(text, lang)
         if not findings and len(text) <= self.CLEAN_MEMO_MAX_CHARS:
-            if len(self._clean) >= self.CLEAN_MEMO:
+            if len(clean) >= self.CLEAN_MEMO:
                 # Two generations, O(1) each: deleting a dict's oldest entry one at a time
                 # makes every next(iter()) step over the holes left before it.
-                self._clean_old, self._clean = self._clean, {}
-            self._clean[key] = None
+                self._clean_old, self._clean = clean, {}
+            # Clean without a keyword in it: clean under every language's rules (a record's
+            # instruction is its parsed problem, scanned as code and again as meta).
+            self._clean[key if by_rules else anyway] = None
         return findings
 
 
