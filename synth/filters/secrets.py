@@ -27,8 +27,9 @@ key-like name, hash test vectors (``--secrets-allow`` whitelists whole paths on 
 that are code rather than literals (``password = getpass()``), template references
 (``${DB_PASSWORD}``, ``{password}``, ``%(password)s``, ``<PASSWORD>``) and placeholder words.
 
-Cost: one cheap trigger regex over the text decides whether anything else runs; the
-detect-secrets plugins then run only on lines that contain their trigger substrings.
+Cost: one Aho-Corasick pass over the lower-cased text finds every trigger, keyword and gate
+literal at once and decides what else runs; the detect-secrets plugins then run only on the
+lines that hold their triggers. Texts found clean are remembered (a record repeats its strings).
 """
 
 from __future__ import annotations
@@ -404,10 +405,11 @@ class SecretScanner:
     def scan(self, text: str, lang: str = "") -> list[Finding]:
         """Every finding in ``text``, sorted, without overlaps (the earlier, longer one wins).
 
-        Each detector first looks for a literal it cannot match without (``in`` or a regex that
-        starts with a literal: C speed); most code has none of them and costs a few string
-        searches. Broad regexes with case-insensitive alternations or no literal prefix are
-        10-100x slower per byte, so they only ever see the lines or windows that passed.
+        Each detector first looks for a literal it cannot match without (seen in the one
+        automaton pass, or a regex that starts with a literal: C speed); most code has none of
+        them and costs that pass. Broad regexes with case-insensitive alternations or no
+        literal prefix are 10-100x slower per byte, so they only ever see the lines or windows
+        that passed.
         """
         return self._scan(text, lang)[0]
 
@@ -465,8 +467,7 @@ class SecretScanner:
                 if _high_entropy(m.group(1)) or len(m.group(1)) >= 32:
                     if not _is_reference(m.group(1)):
                         add(Finding("bearer_token", m.start(1), m.end(1)))
-        # Long quoted strings are everywhere in code; key-like names before them are not (a
-        # text without any has no high-entropy finding, and the regex does not run).
+        # (no key-like word anywhere: no high-entropy finding, and the regex does not run)
         for m in _QUOTED_LONG.finditer(text) if keylike else ():
             before = max(0, m.start() - 80)
             # the key-like name the regex below needs, looked for first as plain substrings
