@@ -163,7 +163,9 @@ def test_killed_run_resumes_without_repeating_a_request(
     proc = subprocess.Popen([sys.executable, "-m", "synth", "run", str(cfg)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while cached_answers(tmp_path / "run") < 4 and time.monotonic() < deadline:
+    # (a run that ends on its own, e.g. on an error, ends the wait too: no 10-minute stall)
+    while cached_answers(tmp_path / "run") < 4 and proc.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
