@@ -527,13 +527,9 @@ class LLMClient:
             raise EndpointUnreachable(
                 f"cannot reach {self.base_url} ({exc.name}); is the server "
                 "running? Check --base-url / OPENAI_BASE_URL") from exc
-        if status == 401:
-            raise AuthenticationFailed(
-                f"{self.base_url} refused the API key (HTTP {status}); "
-                "set OPENAI_API_KEY to a valid key")
-        if status == 403:
-            raise AuthenticationFailed(
-                f"{self.base_url} denied access (HTTP 403); check the key's permissions")
+        denied = self._auth_failure(status)
+        if denied is not None:
+            raise denied
         if status == 404:
             return []  # some servers have no /models; requests will tell
         if not 200 <= status < 300:
@@ -672,16 +668,24 @@ class LLMClient:
         # Once the gate has closed, retrying only burns attempts: complete() waits instead.
         return _retryable(exc) and self.gate.is_open
 
+    def _auth_failure(self, status: int | None) -> AuthenticationFailed | None:
+        """A 401 or 403, from a completion or the model list: the run cannot go on."""
+        if status == 401:
+            return AuthenticationFailed(
+                f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY to a "
+                "valid key")
+        if status == 403:
+            return AuthenticationFailed(
+                f"{self.base_url} denied access (HTTP 403); check the key's permissions")
+        return None
+
     def _failure(self, exc: HTTPStatusFailure | TransportFailure | MalformedResponse
                  ) -> Exception:
         """What a request that failed for good becomes: the run's end or one record's."""
         status = exc.status_code if isinstance(exc, HTTPStatusFailure) else None
-        if status == 401:
-            return AuthenticationFailed(
-                f"{self.base_url} refused the API key (HTTP 401); set OPENAI_API_KEY")
-        if status == 403:
-            return AuthenticationFailed(
-                f"{self.base_url} denied access (HTTP 403); check the key's permissions")
+        denied = self._auth_failure(status)
+        if denied is not None:
+            return denied
         if status == 404:
             return ModelNotFound(
                 f"{self.base_url} answered 404 for model {self.model!r}: {_message(exc)}")
