@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -18,6 +19,16 @@ def content_id(*parts: str | int) -> str:
     """
     h = hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:20]
+
+
+def sorted_json(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON text with sorted keys, a NaN written as null (orjson; json.dumps for the
+    lone surrogate orjson refuses). ``default`` turns what JSON cannot hold into what it can."""
+    try:
+        return orjson.dumps(value, default=default, option=orjson.OPT_SORT_KEYS
+                            | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=default)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,6 @@ a record in its second round never waits for a batch.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections import Counter
@@ -41,7 +40,6 @@ from difflib import SequenceMatcher
 from functools import lru_cache, partial
 from typing import Any
 
-import orjson
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
@@ -62,7 +60,7 @@ from synth.generators.verifystep import ORACLE_TEMPLATE, Check, VerifyStep
 from synth.llm.client import Completion, LLMClient, LLMRequestFailed, Message, SamplingParams
 from synth.pipeline import AsyncStage
 from synth.prompts import Prompts
-from synth.records import Record
+from synth.records import Record, sorted_json
 
 log = logging.getLogger("synth")
 
@@ -430,12 +428,7 @@ class TaskStage(AsyncStage):
             return parsed
         instance = parsed.meta.get("instance") or {}
         blank = task.blank(record)
-        try:  # (an in-memory key: any stable text of the meta will do)
-            meta_key = orjson.dumps(blank.meta, default=str, option=orjson.OPT_SORT_KEYS
-                                    | orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:  # a lone surrogate (a path read with surrogateescape)
-            meta_key = json.dumps(blank.meta, sort_keys=True, default=str)
-        wkey = (task.name, gen.answer_format, blank.lang, meta_key)
+        wkey = (task.name, gen.answer_format, blank.lang, sorted_json(blank.meta, default=str))
         wording = self._wordings.get(wkey)
         if wording is None:
             wording = task.messages(blank, self.prompts, gen.answer_format)[-1]["content"]

@@ -25,9 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from synth.records import Record
+from synth.records import Record, sorted_json
 
 
 @dataclass(frozen=True)
@@ -142,13 +140,7 @@ def arrow_schema(score_names: list[str], extra: Any = None) -> Any:
 
 def _json(value: Any) -> str | None:
     """A ``json`` cell: compact, keys sorted, a NaN written as null."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-                            | orjson.OPT_SERIALIZE_NUMPY).decode()
-    except TypeError:  # a lone surrogate, or a value orjson does not know
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return None if value is None else sorted_json(value)
 
 
 def _float(value: Any) -> float | None:
@@ -160,8 +152,10 @@ def _float(value: Any) -> float | None:
 
 def _how(col: Column) -> str:
     """How :func:`to_row` fills ``col``: one word, decided once per column."""
-    if col.name in ("license", "meta") or col.kind in ("scores", "provenance"):
-        return col.name if col.name in ("license", "meta") else col.kind
+    if col.name in ("license", "meta"):
+        return col.name
+    if col.kind in ("scores", "provenance"):
+        return col.kind
     if col.where == "record":
         return "record"
     return "json" if col.kind == "json" else "value"
