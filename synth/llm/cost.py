@@ -148,7 +148,7 @@ class CostMeter:
         if usage is not None:
             tokens_in, tokens_out = usage
         elif _maybe_billed(status, error):
-            tokens_in, tokens_out = ticket.tokens_in, 0  # the prompt may have been processed
+            tokens_in, tokens_out = ticket.prompt_tokens(model), 0  # the prompt may be billed
         else:
             tokens_in = tokens_out = 0  # refused before any work (429, 4xx, not sent)
         return self.add(model, ticket.key, ticket.scope, status, tokens_in, tokens_out,

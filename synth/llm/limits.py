@@ -214,9 +214,14 @@ class RateLimits:
 
 @dataclass
 class Ticket:
-    """One admitted attempt: what release() needs to book it."""
+    """One admitted attempt: what release() needs to book it.
 
-    tokens_in: int
+    ``tokens_in`` is the prompt's token count when admission needed it (a budget or a TPM
+    limit), else None: :meth:`prompt_tokens` counts it only if the attempt is booked without
+    the server's usage (a failure that may be billed).
+    """
+
+    tokens_in: int | None
     max_tokens: int
     reserved_usd: float
     reserved_tokens: int
@@ -225,6 +230,12 @@ class Ticket:
     scope: tuple[str, str]
     key: str = ""
     concurrent: int = 1  # our requests in flight when it was sent, itself included
+    messages: list[dict[str, str]] | None = None
+
+    def prompt_tokens(self, model: str) -> int:
+        if self.tokens_in is None:
+            self.tokens_in = count_message_tokens(self.messages or [], model)
+        return self.tokens_in
 
 
 @dataclass
@@ -421,9 +432,13 @@ class Admission:
             BudgetExhausted: sending it could exceed the budget (after the requests in flight
                 have finished and been cached).
         """
-        tokens_in = count_message_tokens(messages, model)
+        # Counting the prompt's tokens costs more than the rest of admission: only a budget and
+        # a TPM limit need it before sending. A TPM limit the endpoint announces while this
+        # request waits paces it by max_tokens alone (the next requests are counted).
+        tokens_in = (count_message_tokens(messages, model)
+                     if self.budget is not None or self.limits.tokens.limit else None)
         reserved_usd, reserved_tokens = 0.0, 0
-        if self.budget is not None:
+        if self.budget is not None and tokens_in is not None:  # a budget: always counted
             reserved_usd, reserved_tokens = await self.budget.reserve(
                 self.meter.worst_case(model, tokens_in, max_tokens), tokens_in + max_tokens,
                 self.window)
@@ -434,7 +449,7 @@ class Admission:
                 self.budget.unreserve(reserved_usd, reserved_tokens)
             raise
         try:
-            await self.limits.acquire(tokens_in + max_tokens)
+            await self.limits.acquire((tokens_in or 0) + max_tokens)
         except BaseException:
             await self.window.release(None, None, None, -1)
             if self.budget is not None:
@@ -444,7 +459,7 @@ class Admission:
             self.trace.append((time.monotonic(), self.window.size, self.window.in_flight))
         return Ticket(tokens_in, max_tokens, float(reserved_usd), int(reserved_tokens),
                       time.monotonic(), self.window.epoch, attribution(), key,
-                      self.window.in_flight)
+                      self.window.in_flight, messages)
 
     async def release(self, ticket: Ticket, model: str, status: int | None,
                       headers: Mapping[str, str] | None = None,

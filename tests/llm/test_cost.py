@@ -18,6 +18,7 @@ from synth.config import LLMConfig
 from synth.errors import ConfigError
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.cost import Price, cost_card_section, price_for, run_cost
+from synth.llm.limits import count_message_tokens
 from synth.store import RunStore
 
 seeds = test_batch.seeds  # the same small seeds file fixture
@@ -59,7 +60,9 @@ def test_failed_and_retried_attempts_are_booked(store: RunStore) -> None:
     assert meter.attempts == 3 and meter.failed_attempts == 2
     # 429: refused before any work (0); 500: the prompt may have been processed (input tokens);
     # 200: usage 3 in + 5 out at $1 per token
-    assert meter.usd_failed > 0 and meter.usd == pytest.approx(meter.usd_failed + 8.0)
+    assert meter.usd_failed == pytest.approx(
+        count_message_tokens([{"role": "user", "content": "hello"}], "m"))
+    assert meter.usd == pytest.approx(meter.usd_failed + 8.0)
     cost = run_cost(store, meter)
     assert cost["total_usd"] == pytest.approx(meter.usd)
     assert "## Cost" in cost_card_section(cost)

@@ -14,7 +14,7 @@ from conftest import chat_response
 from synth.config import LLMConfig
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.cost import CostMeter
-from synth.llm.limits import Admission, Window, count_message_tokens, parse_reset
+from synth.llm.limits import Admission, Ticket, Window, count_message_tokens, parse_reset
 from synth.store import RunStore
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -47,6 +47,25 @@ def test_message_tokens_count_content_and_format() -> None:
     short = count_message_tokens([{"role": "user", "content": "hi"}])
     long = count_message_tokens([{"role": "user", "content": "hi " * 100}])
     assert 3 < short < long and long >= 50  # >= 100 with tiktoken, 75 as characters/4
+
+
+def test_prompt_tokens_are_counted_only_when_needed(store: RunStore) -> None:
+    """Without a budget or a TPM limit admission does not count the prompt (the count costs
+    more than the rest of admission); the count is made if a failure must book it."""
+    messages = [{"role": "user", "content": "def f(x):\n    return x * 2\n" * 20}]
+    expected = count_message_tokens(messages, "m")
+
+    async def admit(admission: Admission) -> Ticket:
+        ticket = await admission.acquire("m", messages, 16)
+        await admission.window.release(200, 0.01, None, ticket.epoch)
+        return ticket
+
+    free = asyncio.run(admit(Admission(4, None, None, CostMeter(store))))
+    assert free.tokens_in is None and free.prompt_tokens("m") == expected
+    assert free.tokens_in == expected  # counted once
+    for rpm, tpm in ((None, 100_000), (60_000, None)):
+        paced = asyncio.run(admit(Admission(4, rpm, tpm, CostMeter(store))))
+        assert paced.tokens_in == (expected if tpm else None)
 
 
 def test_announced_60_rpm_is_never_exceeded(store: RunStore) -> None:
