@@ -83,15 +83,18 @@ class Record:
         """Standard JSON: a NaN (a score, or anywhere in meta) is written as null (SQLite's
         JSON functions and most tools reject the ``NaN`` literal) and a score read back as NaN
         by :meth:`from_dict`. Serialized straight from the fields: no deep copy on the way
-        (this runs once per stored record)."""
+        (this runs once per stored record). ``meta["raw"]``, the last generator round's
+        exchange, is written once: as a reference to that round (:data:`RAW_REF`)."""
         data = {"id": self.id, "seed": self.seed, "task": self.task, "lang": self.lang,
                 "instruction": self.instruction, "input": self.input,
-                "response": self.response, "scores": self.scores, "meta": self.meta}
+                "response": self.response, "scores": self.scores,
+                "meta": _raw_as_ref(self.meta)}
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS
                                 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
         except TypeError:  # a lone surrogate orjson refuses, or a non-JSON value in meta
             data = asdict(self)
+            data["meta"] = _raw_as_ref(data["meta"])
             data["scores"] = {k: None if isinstance(v, float) and math.isnan(v) else v
                               for k, v in self.scores.items()}
             return json.dumps(data, ensure_ascii=False, sort_keys=True)
@@ -102,6 +105,9 @@ class Record:
         if isinstance(values.get("scores"), dict):
             values["scores"] = {k: math.nan if v is None else v
                                 for k, v in values["scores"].items()}
+        meta = values.get("meta")
+        if isinstance(meta, dict) and meta.get("raw") == RAW_REF:
+            meta["raw"] = _last_exchange(meta)
         return cls(**values)
 
     @classmethod
@@ -114,3 +120,24 @@ class Record:
 
 
 _FIELDS = frozenset(f.name for f in fields(Record))
+
+#: What a stored record holds in place of ``meta["raw"]`` when that is the exchange of its last
+#: generator round (``meta["rounds"][i]["generator"]``, as the generate loop sets it): the
+#: same prompt and reply are not stored twice (they were a third of a stored record's bytes).
+RAW_REF = {"$ref": "rounds.generator"}
+
+
+def _last_exchange(meta: dict[str, Any]) -> Any:
+    """The exchange of the last round that asked the generator (None if none did)."""
+    rounds = meta.get("rounds")
+    for entry in reversed(rounds if isinstance(rounds, list) else []):
+        if isinstance(entry, dict) and "generator" in entry:
+            return entry["generator"]
+    return None
+
+
+def _raw_as_ref(meta: dict[str, Any]) -> dict[str, Any]:
+    raw = meta.get("raw")
+    if raw is None or raw is not _last_exchange(meta):
+        return meta
+    return {**meta, "raw": RAW_REF}

@@ -65,6 +65,24 @@ def test_fills_records_and_rejects_with_reasons(store: RunStore) -> None:
     assert rows["x = 2"][1].meta["raw"]["output"] == "I refuse."  # raw text kept
 
 
+def test_stored_records_hold_the_last_exchange_once(store: RunStore) -> None:
+    """``meta["raw"]`` is the last generator round's exchange: stored as a reference to it,
+    read back as that same object; a raw of its own (older run directories) stays as it is."""
+    out, _ = run_stage(store, lambda request: httpx.Response(200, json=chat_response(GOOD_JSON)),
+                       seeds(1))
+    store.put_result(out[0], "kept")  # as the job's sink does
+    store.flush()
+    [row] = store.db.execute("SELECT record FROM results").fetchall()
+    assert row[0].count("Add two numbers.") == 3  # instruction, instance.problem, the reply
+    assert json.loads(row[0])["meta"]["raw"] == {"$ref": "rounds.generator"}
+    [(_, _, back)] = store.iter_results("kept")
+    assert back == out[0] and back.meta["raw"] is back.meta["rounds"][-1]["generator"]
+    own = Record.from_dict(json.loads(back.to_json()) | {
+        "meta": back.meta | {"raw": {"output": "other", "messages": []}}})
+    again = Record.from_json(own.to_json())
+    assert again.meta["raw"] == {"output": "other", "messages": []} and again == own
+
+
 def test_auto_falls_back_when_response_format_refused(store: RunStore) -> None:
     formats: list[object] = []
 
