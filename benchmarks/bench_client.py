@@ -22,7 +22,12 @@ Reported per side (medians of ``--repeat`` runs): requests/s, client CPU ms per 
 time of the client process, or of the child process for subprocess sides) and ratios to each
 reference. A subprocess side also runs once per repeat with a single request: its start-up
 (imports, set-up, writing outputs) is reported apart, and ``marginal`` is the CPU each further
-request costs, ``(cpu(N) - cpu(1)) / (N - 1)``: what a long job pays per request.
+request costs, ``(cpu(N) - cpu(1)) / (N - 1)``. Both differ by a start-up that moves by a
+second between runs, so for subprocess sides the benchmark also samples the child's CPU time
+against the requests the server has answered (its request log) every 5 ms: ``in-flight`` is
+the slope between 20% and 80% of the requests, what a long job pays per request while its
+requests flow (cache writes, parse and bookkeeping included; start-up and the dataset written
+at the end not). For in-process sides it is their CPU per request.
 ``--profile`` prints a cProfile top-10 of the synth generate path.
 
     python benchmarks/bench_client.py [--requests 2000] [--concurrency 64] [--repeat 3]
@@ -59,6 +64,8 @@ from synth.llm.client import LLMClient, SamplingParams  # noqa: E402
 from synth.store import RunStore  # noqa: E402
 
 MODEL = "fake-model"
+LOG = "requests.log"  # the fake server's request log: one 64-hex-digit line per completion
+LOG_LINE = 65
 SERVER_CORE, CLIENT_CORE = 0, 1
 PINNED = False  # set by main once the cores are known
 
@@ -71,8 +78,10 @@ def pinning() -> bool:
 def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port_file = tmp / "port"
     pin = (lambda: os.sched_setaffinity(0, {SERVER_CORE})) if pinning() else None
+    # --log: one line per completion, which is how the steady-state sampler counts requests
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_openai.py"),
-                             "--port-file", str(port_file)], preexec_fn=pin)
+                             "--port-file", str(port_file), "--log", str(tmp / LOG)],
+                            preexec_fn=pin)
     while not port_file.exists():
         time.sleep(0.02)
     return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
@@ -143,13 +152,46 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def subprocess_side(cmd: list[str], env: dict[str, str] | None = None,
-                    timeout: float = 900) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def subprocess_side(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 900,
+                    log: Path | None = None, n: int = 0
+                    ) -> tuple[float, float, subprocess.CompletedProcess[str], float | None]:
+    """Run ``cmd``: wall s, CPU s, the finished process, and (with the server's ``log`` and
+    ``n``) its steady CPU s per request: see :func:`steady_cpu`."""
     pin = (lambda: os.sched_setaffinity(0, {CLIENT_CORE})) if PINNED else None
     cpu0, t0 = child_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, preexec_fn=pin)
-    return time.perf_counter() - t0, child_cpu() - cpu0, proc
+    base = log.stat().st_size // LOG_LINE if log is not None and log.exists() else 0
+    points: list[tuple[int, float]] = []  # (requests the server has seen, child CPU s)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
+                                 env={**os.environ, **(env or {})}, preexec_fn=pin)
+        while child.poll() is None:
+            if log is not None and n:
+                try:
+                    points.append((log.stat().st_size // LOG_LINE - base, proc_cpu(child.pid)))
+                except (OSError, IndexError):  # it exited between poll() and the read
+                    pass
+            if time.perf_counter() - t0 > timeout:
+                child.kill()
+            time.sleep(0.005)
+        wall, cpu = time.perf_counter() - t0, child_cpu() - cpu0
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
+    return wall, cpu, proc, steady_cpu(points, n) if n else None
+
+
+def steady_cpu(points: list[tuple[int, float]], n: int) -> float | None:
+    """CPU s per request while requests flow: the least-squares slope of the child's CPU time
+    against the requests the server has answered, between 20% and 80% of ``n``.
+
+    Start-up, the ramp to full concurrency, the drain and the output written at the end are
+    outside it, and so is their noise: on these machines a 7 s start-up moves by a second from
+    run to run, which in ``marginal`` (two runs subtracted) is 0.5 ms per request at N=2000.
+    """
+    mid = [(r, c) for r, c in points if 0.2 * n <= r <= 0.8 * n]
+    if len(mid) < 10 or mid[-1][0] - mid[0][0] < 0.3 * n:
+        return None
+    return statistics.linear_regression([r for r, _ in mid], [c for _, c in mid]).slope
 
 
 def make_seeds(tmp: Path, n: int) -> Path:
@@ -249,7 +291,8 @@ def profile_generate(url: str, seeds: Path, tmp: Path, n: int, concurrency: int)
     return buf.getvalue()
 
 
-Side = tuple[float, float, float | None]  # wall s, CPU s for N requests, CPU s for 1
+# wall s, CPU s for N requests, CPU s for 1 request, steady CPU s per request (subprocesses)
+Side = tuple[float, float, float | None, float | None]
 
 
 def main() -> None:
@@ -283,11 +326,11 @@ def main() -> None:
             srv0 = proc_cpu(proc.pid)
             wall, cpu = in_process(raw_aiohttp, url, n, c, f"raw{r}")
             server.append(proc_cpu(proc.pid) - srv0)
-            samples.setdefault("raw aiohttp", []).append((wall, cpu, None))
+            samples.setdefault("raw aiohttp", []).append((wall, cpu, None, None))
             wall, cpu = in_process(bare_sdk, url, n, c, f"sdk{r}")
-            samples.setdefault("bare SDK", []).append((wall, cpu, None))
+            samples.setdefault("bare SDK", []).append((wall, cpu, None, None))
             wall, cpu = in_process(synth_client, url, n, c, f"ours{r}", tmp / f"run-client{r}")
-            samples.setdefault("synth client", []).append((wall, cpu, None))
+            samples.setdefault("synth client", []).append((wall, cpu, None, None))
             side = generate_side(url, seeds, tmp, n, c, r)
             if isinstance(side, str):
                 rows["synth generate"] = side
@@ -295,7 +338,7 @@ def main() -> None:
                 samples.setdefault("synth generate", []).append(side)
             py, _, env = curator
             if py is not None and "curator" not in rows:
-                cur = curator_side(py, env, url, n, c, r)
+                cur = curator_side(py, env, url, n, c, r, tmp / LOG)
                 if isinstance(cur, str):
                     rows["curator"] = cur
                 else:
@@ -310,9 +353,11 @@ def main() -> None:
         elif name in samples:
             runs = samples[name]
             one = [x[2] for x in runs if x[2] is not None]
+            steady = [x[3] for x in runs if x[3] is not None]
             rows[name] = (statistics.median(x[0] for x in runs),
                           statistics.median(x[1] for x in runs),
-                          statistics.median(one) if one else None)
+                          statistics.median(one) if one else None,
+                          statistics.median(steady) if steady else None)
     report(rows, n, c, statistics.median(server), pinned, args.repeat)
     if profile:
         print("\ncProfile of synth generate (top 10 by own time):\n")
@@ -322,28 +367,29 @@ def main() -> None:
 def generate_side(url: str, seeds: Path, tmp: Path, n: int, c: int, r: int) -> Side | str:
     """``synth generate`` with N requests and with 1 (its start-up), in fresh run dirs."""
     env = {"PYTHONPATH": str(ROOT)}
-    _, one, small = subprocess_side(
+    _, one, small, _ = subprocess_side(
         [sys.executable, *generate_cmd(url, seeds, tmp / f"run-gen1-{r}", 1, c)], env=env)
-    wall, cpu, gen = subprocess_side(
-        [sys.executable, *generate_cmd(url, seeds, tmp / f"run-gen-{r}", n, c)], env=env)
+    wall, cpu, gen, steady = subprocess_side(
+        [sys.executable, *generate_cmd(url, seeds, tmp / f"run-gen-{r}", n, c)], env=env,
+        log=tmp / LOG, n=n)
     stats = json.loads((tmp / f"run-gen-{r}" / "stats.json").read_text()) \
         if gen.returncode == 0 else {}
     sent = int(stats.get("llm", {}).get("requests", 0))
     if sent != n or small.returncode != 0:
         return f"generate failed or sent {sent} of {n}: {gen.stderr.strip()[-300:]}"
-    return wall, cpu, one
+    return wall, cpu, one, steady
 
 
-def curator_side(py: Path, env: dict[str, str], url: str, n: int, c: int,
-                 r: int) -> Side | str:
+def curator_side(py: Path, env: dict[str, str], url: str, n: int, c: int, r: int,
+                 log: Path) -> Side | str:
     """curator with N prompts and with 1 (its start-up)."""
-    _, one, small = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, "1", str(c),
-                                     f"cur1-{r}"], env=env)
-    wall, cpu, cur = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, str(n), str(c),
-                                      f"cur{r}"], env=env)
+    _, one, small, _ = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, "1", str(c),
+                                        f"cur1-{r}"], env=env)
+    wall, cpu, cur, steady = subprocess_side([str(py), "-c", CURATOR_SCRIPT, url, str(n),
+                                              str(c), f"cur{r}"], env=env, log=log, n=n)
     if cur.returncode != 0 or f"rows {n}" not in cur.stdout or small.returncode != 0:
         return f"skipped: curator run failed: {(cur.stderr or small.stderr).strip()[-300:]}"
-    return wall, cpu, one
+    return wall, cpu, one, steady
 
 
 def report(rows: dict[str, Side | str], n: int, c: int, server_cpu: float, pinned: bool,
@@ -362,27 +408,35 @@ def report(rows: dict[str, Side | str], n: int, c: int, server_cpu: float, pinne
     print()
 
     def marginal(v: Side) -> float:
-        wall, cpu, one = v
+        wall, cpu, one, _ = v
         return (cpu - one) / (n - 1) if one is not None and n > 1 else cpu / n
+
+    def in_flight(v: Side) -> float:
+        # in-process sides have no start-up to leave out: their CPU per request is in flight
+        return v[3] if v[3] is not None else v[1] / n
 
     refs = {k: v for k, v in rows.items() if isinstance(v, tuple)}
     cols = [r for r in ("raw aiohttp", "bare SDK", "curator") if r in refs]
-    # steady req/s: what one client core sustains once started (1 / marginal CPU), the
-    # throughput of a long run against a server that is never the bottleneck
+    # in-flight req/s: what one client core sustains while requests flow (1 / in-flight CPU),
+    # the throughput of a long run against a server that is never the bottleneck
     print("| side | req/s | client CPU ms/req | start-up CPU s | marginal CPU ms/req | "
-          "steady req/s | " + " | ".join(f"marginal x vs {r}" for r in cols)
+          "in-flight CPU ms/req | in-flight req/s | "
+          + " | ".join(f"in-flight x vs {r}" for r in cols)
+          + (" | marginal x vs curator" if "curator" in refs else "")
           + " | req/s vs server capacity |")
-    print("|---|---|---|---|---|---|" + "---|" * len(cols) + "---|")
+    print("|---|---|---|---|---|---|---|" + "---|" * (len(cols) + ("curator" in refs)) + "---|")
     for name, v in rows.items():
         if not isinstance(v, tuple):
             print(f"| {name} | {v} |")
             continue
-        wall, cpu, one = v
-        ratios = " | ".join(f"{marginal(v) / marginal(refs[r]):.2f}" for r in cols)
+        wall, cpu, one, _ = v
+        ratios = " | ".join(f"{in_flight(v) / in_flight(refs[r]):.2f}" for r in cols)
+        if "curator" in refs:
+            ratios += f" | {marginal(v) / marginal(refs['curator']):.2f}"
         start = "-" if one is None else f"{one:.2f}"
         print(f"| {name} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {start} | "
-              f"{1000 * marginal(v):.2f} | {1 / marginal(v):.0f} | {ratios} | "
-              f"{(n / wall) / (n / server_cpu):.2f} |")
+              f"{1000 * marginal(v):.2f} | {1000 * in_flight(v):.2f} | "
+              f"{1 / in_flight(v):.0f} | {ratios} | {(n / wall) / (n / server_cpu):.2f} |")
 
 
 def cpu_model() -> str:

@@ -85,10 +85,10 @@ class Record:
         by :meth:`from_dict`. Serialized straight from the fields: no deep copy on the way
         (this runs once per stored record). ``meta["raw"]``, the last generator round's
         exchange, is written once: as a reference to that round (:data:`RAW_REF`)."""
-        data = {"id": self.id, "seed": self.seed, "task": self.task, "lang": self.lang,
-                "instruction": self.instruction, "input": self.input,
-                "response": self.response, "scores": self.scores,
-                "meta": _raw_as_ref(self.meta)}
+        data: dict[str, Any] = {
+            "id": self.id, "seed": self.seed, "task": self.task, "lang": self.lang,
+            "instruction": self.instruction, "input": self.input, "response": self.response,
+            "scores": self.scores, "meta": _raw_as_ref(self.meta)}
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS
                                 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
