@@ -393,8 +393,9 @@ class SecretScanner:
 
     def __init__(self, allow: Sequence[str] = ()) -> None:
         self.allow = tuple(allow)
-        self._clean: dict[tuple[str, str], None] = {}
-        self._clean_old: dict[tuple[str, str], None] = {}
+        # text -> the keyword rules it was found clean under (_ANY_RULES: any rules)
+        self._clean: dict[str, str] = {}
+        self._clean_old: dict[str, str] = {}
         # We run detect-secrets' plugin regexes ourselves (never analyze_line, which may call
         # its verify step over the network).
 
@@ -532,21 +533,28 @@ class SecretScanner:
 
     def findings(self, text: str, lang: str = "") -> list[Finding]:
         """:meth:`scan`, remembering texts found clean (see :attr:`CLEAN_MEMO`)."""
-        key = (text, _rules(lang))
-        anyway = (text, _ANY_RULES)
-        clean, old = self._clean, self._clean_old
-        if key in clean or anyway in clean or key in old or anyway in old:
+        rules = _rules(lang)
+        if self.known_clean(text, rules):
             return []
         findings, by_rules = self._scan(text, lang)
         if not findings and len(text) <= self.CLEAN_MEMO_MAX_CHARS:
-            if len(clean) >= self.CLEAN_MEMO:
+            if len(self._clean) >= self.CLEAN_MEMO:
                 # Two generations, O(1) each: deleting a dict's oldest entry one at a time
                 # makes every next(iter()) step over the holes left before it.
-                self._clean_old, self._clean = clean, {}
+                self._clean_old, self._clean = self._clean, {}
             # Clean without a keyword in it: clean under every language's rules (a record's
-            # instruction is its parsed problem, scanned as code and again as meta).
-            self._clean[key if by_rules else anyway] = None
+            # instruction is its parsed problem, scanned as code and again as meta). A text
+            # clean under one language's rules only is remembered for those (the latest).
+            self._clean[text] = rules if by_rules else _ANY_RULES
         return findings
+
+    def known_clean(self, text: str, rules: str) -> bool:
+        """Whether the memo holds ``text`` as clean under ``rules`` (a :func:`_rules` name):
+        one dict lookup per generation, no scan."""
+        hit = self._clean.get(text)
+        if hit is None:
+            hit = self._clean_old.get(text)
+        return hit is not None and (hit == rules or hit == _ANY_RULES)
 
 
 def _line_span(text: str, pos: int) -> tuple[int, int]:
@@ -780,10 +788,14 @@ def _scrub_tree(value: Any, scanner: SecretScanner, found: Counter[str],
     in ``skip`` left alone. Copy on write: a clean tree comes back as the same object, and a
     container met twice (a record's ``raw`` is its last round's exchange) is walked once."""
     seen: dict[int, Any] = {}
+    rules = _rules("")
+    known_clean = scanner.known_clean
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
-            return scanner.redact_into(value, "", found)
+            # (most strings of a record were met before: its reply, prompt and fields repeat)
+            return value if known_clean(value, rules) else \
+                scanner.redact_into(value, "", found)
         if not isinstance(value, (dict, list)):
             return value
         done = seen.get(id(value))

@@ -278,7 +278,7 @@ def test_the_clean_memo_stays_bounded_and_keeps_recent_texts() -> None:
         assert scanner.redact(f"x_{i} = {i}\n", "python")[1] == Counter()
     assert len(scanner._clean) + len(scanner._clean_old) <= 2 * SecretScanner.CLEAN_MEMO
     # the newest is remembered, for every language's rules (it holds no keyword)
-    assert (f"x_{n - 1} = {n - 1}\n", "*") in scanner._clean
+    assert scanner._clean[f"x_{n - 1} = {n - 1}\n"] == "*"
     scanner.scan = None  # type: ignore[assignment,method-assign]  # (a scan would fail now)
     scanner._scan = None  # type: ignore[assignment,method-assign]
     assert scanner.redact(f"x_{n - 1} = {n - 1}\n", "yaml")[1] == Counter()
