@@ -93,8 +93,7 @@ class Record:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS
                                 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
         except TypeError:  # a lone surrogate orjson refuses, or a non-JSON value in meta
-            data = asdict(self)
-            data["meta"] = _raw_as_ref(data["meta"])
+            data = asdict(replace(self, meta=_raw_as_ref(self.meta)))  # (before the copy)
             data["scores"] = {k: None if isinstance(v, float) and math.isnan(v) else v
                               for k, v in self.scores.items()}
             return json.dumps(data, ensure_ascii=False, sort_keys=True)
