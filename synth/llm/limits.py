@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synth.llm.cost import Budget, CostMeter, attribution
@@ -52,7 +53,6 @@ def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
     vLLM), tiktoken's encoding for OpenAI model names, cl100k_base, else None (characters / 4,
     reported as such).
     """
-    import atexit
     import importlib
 
     from synth.config import EMBEDDED_MODEL
@@ -61,13 +61,7 @@ def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
         if model.lower() == EMBEDDED_MODEL:
             from synth.llm.server import embedded_model_path
 
-            llama = importlib.import_module("llama_cpp").Llama(
-                model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
-            # Freed before interpreter shutdown: Llama.__del__ then finds llama.cpp's
-            # bindings gone and prints a TypeError traceback after every run.
-            atexit.register(llama.close)
-            return (lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=False,
-                                                    special=False))), "gguf vocabulary"
+            return _gguf_counter(embedded_model_path()), "gguf vocabulary"
         if "/" in model:
             hf = importlib.import_module("tokenizers").Tokenizer.from_pretrained(model)
             return (lambda text: len(hf.encode(text, add_special_tokens=False).ids)), model
@@ -85,6 +79,33 @@ def _encoding(model: str) -> tuple[Callable[[str], int] | None, str]:
         log.warning("no tokenizer for %s offline (%s); counting tokens as characters/4", model,
                     exc.__class__.__name__)
         return None, "chars/4"
+
+
+def _gguf_counter(path: Path) -> Callable[[str], int]:
+    """Token counter over a GGUF file's vocabulary (llama.cpp, vocabulary only: no weights).
+
+    Through llama.cpp's own functions, not ``llama_cpp.Llama``: ``Llama(verbose=False)``
+    points the whole process's stdout and stderr at /dev/null while it loads, so a line that
+    another thread logged meanwhile was lost (the server watcher's "restarting it" warning,
+    when a killed server's requests were the first to need a count).
+    """
+    import llama_cpp
+
+    # llama.cpp's load messages reach Python's stderr through this logger's level.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise OSError(f"llama.cpp could not read the vocabulary of {path}")
+    vocab = llama_cpp.llama_model_get_vocab(model)  # the model stays loaded for the process
+
+    def count(text: str) -> int:
+        data = text.encode("utf-8")
+        # With no room for tokens llama.cpp returns minus the count: one call, no buffer.
+        return -llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, False)
+
+    return count
 
 
 def tokenizer_name(model: str) -> str:
@@ -423,6 +444,7 @@ class Admission:
         self.meter = meter
         self.budget = budget
         self.trace: list[tuple[float, int, int]] | None = None  # (t, window, in flight)
+        self._tokenizers: set[str] = set()  # models whose tokenizer is loaded
 
     async def acquire(self, model: str, messages: list[dict[str, str]], max_tokens: int,
                       key: str = "") -> Ticket:
@@ -435,6 +457,11 @@ class Admission:
         # Counting the prompt's tokens costs more than the rest of admission: only a budget and
         # a TPM limit need it before sending. A TPM limit the endpoint announces while this
         # request waits paces it by max_tokens alone (the next requests are counted).
+        if model not in self._tokenizers:
+            # Loaded before the first request, not mid-run at the first failure that must be
+            # counted: a tokenizer file fetched then would stall every request in flight.
+            _encoding(model)
+            self._tokenizers.add(model)
         tokens_in = (count_message_tokens(messages, model)
                      if self.budget is not None or self.limits.tokens.limit else None)
         reserved_usd, reserved_tokens = 0.0, 0

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from conftest import chat_response
 
 from synth.config import LLMConfig
+from synth.llm import limits
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.cost import CostMeter
 from synth.llm.limits import Admission, Ticket, Window, count_message_tokens, parse_reset
@@ -66,6 +69,56 @@ def test_prompt_tokens_are_counted_only_when_needed(store: RunStore) -> None:
     for rpm, tpm in ((None, 100_000), (60_000, None)):
         paced = asyncio.run(admit(Admission(4, rpm, tpm, CostMeter(store))))
         assert paced.tokens_in == (expected if tpm else None)
+
+
+def test_admission_loads_a_models_tokenizer_before_its_first_request(
+        store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not mid-run at the first failure that must be counted (a tokenizer file fetched then
+    stalls every request in flight), and once per model."""
+    loaded: list[str] = []
+    real = limits._encoding
+    monkeypatch.setattr(limits, "_encoding", lambda model: loaded.append(model) or real(model))
+
+    async def admit(admission: Admission, model: str) -> None:
+        ticket = await admission.acquire(model, [{"role": "user", "content": "hi"}], 16)
+        assert ticket.tokens_in is None  # loaded, yet nothing counted
+        await admission.window.release(200, 0.01, None, ticket.epoch)
+
+    async def run() -> None:
+        admission = Admission(4, None, None, CostMeter(store))
+        for model in ("m", "m", "n", "m"):
+            await admit(admission, model)
+
+    asyncio.run(run())
+    assert loaded == ["m", "n"]
+
+
+def test_embedded_vocabulary_counts_as_llama_cpp_does_without_touching_stdio(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GGUF counter matches ``llama_cpp.Llama``'s own tokenizer, and loading it leaves the
+    process's stdout and stderr alone: ``Llama(verbose=False)`` points them at /dev/null while
+    it loads, which lost the log lines other threads wrote meanwhile."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from synth.llm.server import embedded_model_path
+
+    path = embedded_model_path()
+    redirected: list[tuple[int, int]] = []
+    real_dup2 = os.dup2
+    monkeypatch.setattr(os, "dup2", lambda a, b, *rest: redirected.append((a, b))
+                        or real_dup2(a, b, *rest))
+    count = limits._gguf_counter(path)
+    assert redirected == []
+    monkeypatch.undo()
+    reference = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        texts = ["", " ", "a" * 5000, "def f(x):\n    return x * 2\n" * 30,
+                 "héllo wörld 日本語 😀", "<|im_start|>user\nhi<|im_end|>",
+                 Path(limits.__file__).read_text(encoding="utf-8")]
+        for text in texts:
+            want = len(reference.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            assert count(text) == want
+    finally:
+        reference.close()
 
 
 def test_announced_60_rpm_is_never_exceeded(store: RunStore) -> None:
