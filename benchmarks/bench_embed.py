@@ -1,12 +1,13 @@
 """Embeddings: synth's Embedder vs plain sentence-transformers fp32, same model, one run.
 
 Texts are real code: every function and class of synth's own source (the shape of seeds). For
-1 and 2 torch threads, in one run:
+1 and 2 torch threads, in one run, the sides alternating ``--repeat`` times (medians):
 
-- ``anchor``: ``SentenceTransformer.encode(texts, batch_size=64)`` in fp32 (it sorts by
-  characters), the default all-MiniLM-L6-v2;
-- ``synth``: :class:`synth.embed.Embedder` with ``precision="auto"`` (token-count batches; bf16
-  only where the CPU has native bf16).
+- ``anchor``: ``SentenceTransformer.encode(texts)`` as a user calls it: fp32, its default batch
+  of 32 sorted by characters, the default all-MiniLM-L6-v2;
+- ``synth fp32``: :class:`synth.embed.Embedder` in fp32 (token-count batches, on CPU at most
+  ``CPU_BATCH_TOKENS`` padded tokens each): what a CPU without native bf16 gets;
+- ``synth``: the same with ``precision="auto"`` (bf16 only where the CPU has native bf16).
 
 Then the agreement of forced bf16 with fp32 on a sample (mean/min cosine, top-1 neighbour
 agreement, KCenterGreedy picks overlap): emulated bf16 is slow on CPUs without avx512_bf16/AMX,
@@ -15,7 +16,7 @@ so the sample is small there.
 ``--seeds RUN/seeds.jsonl`` embeds the seeds of a run instead (``synth seeds extract``'s output:
 1-15-line windows or whole functions, the texts synth really embeds).
 
-    python benchmarks/bench_embed.py [--n 600] [--agreement-n 300] [--seeds FILE]
+    python benchmarks/bench_embed.py [--n 600] [--agreement-n 300] [--seeds FILE] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import ast
 import json
 import os
 import platform
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from synth.embed import Embedder, cpu_bf16_flags  # noqa: E402
+from synth.embed import Embedder, cpu_bf16_flags, token_lengths  # noqa: E402
 from synth.seeds.coreset import kcenter_greedy  # noqa: E402
 
 
@@ -84,6 +87,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--agreement-n", type=int, default=300)
     ap.add_argument("--seeds", type=Path, help="a seeds.jsonl to embed instead of synth's code")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side (medians)")
     args = ap.parse_args()
     import torch
 
@@ -91,23 +95,33 @@ def main() -> None:
     what = f"seeds from {args.seeds}" if args.seeds else "code units from synth/"
     ours = Embedder()
     model = ours._load()
+    ours_fp32 = Embedder(precision="fp32")
+    ours_fp32._model = model  # the same weights: only the precision differs
     model.encode(texts[:16])  # warm-up
+    ours.encode(texts[:16])
+    sides: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("anchor", lambda: model.encode(texts, convert_to_numpy=True)),
+        ("synth fp32", lambda: ours_fp32.encode(texts)),
+        ("synth", lambda: ours.encode(texts)),
+    ]
     rows = []
     for threads in (1, 2):
         if threads > (os.cpu_count() or 1):
             continue
         torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            base = model.encode(texts, batch_size=64, convert_to_numpy=True)
-        t_base = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        mine = ours.encode(texts)
-        t_ours = time.perf_counter() - t0
-        cos = float(np.mean(np.sum(base * mine, axis=1)))
-        rows.append((threads, len(texts) / t_base, len(texts) / t_ours, t_base / t_ours, cos))
-        print(f"threads={threads}: anchor {len(texts) / t_base:.1f}/s, synth "
-              f"{len(texts) / t_ours:.1f}/s", flush=True)
+        rates: dict[str, list[float]] = {name: [] for name, _ in sides}
+        vectors: dict[str, np.ndarray] = {}
+        for _ in range(args.repeat):  # the sides alternate, so drift hits each alike
+            for name, fn in sides:
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    vectors[name] = fn()
+                rates[name].append(len(texts) / (time.perf_counter() - t0))
+        med = {name: statistics.median(r) for name, r in rates.items()}
+        cos = float(np.mean(np.sum(vectors["anchor"] * vectors["synth"], axis=1)))
+        rows.append((threads, med["anchor"], med["synth fp32"], med["synth"], cos))
+        print(f"threads={threads}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in med.items()),
+              flush=True)
     torch.set_num_threads(os.cpu_count() or 1)
     sample = texts[: args.agreement_n]
     fp32 = Embedder(precision="fp32").encode(sample)
@@ -120,14 +134,18 @@ def main() -> None:
     print(f"machine: {platform.machine()} cores={os.cpu_count()} torch={torch.__version__} "
           f"native bf16: {', '.join(flags) or 'no'}; auto precision = "
           f"{'bf16' if ours._bf16 else 'fp32'}")
-    print(f"{len(texts)} {what} (mean {np.mean([len(t) for t in texts]):.0f} chars); one run "
-          "on a shared machine")
+    print(f"{len(texts)} {what} (mean {np.mean([len(t) for t in texts]):.0f} chars, "
+          f"{np.mean(token_lengths(model, texts)):.0f} tokens); medians of {args.repeat} "
+          "runs on a shared machine")
+    print("anchor: SentenceTransformer.encode(texts) as a user calls it (fp32, its default "
+          "batch of 32 sorted by characters); synth fp32: token batches alone")
     print()
-    print("| threads | sentence-transformers fp32 seeds/s | synth seeds/s | speed-up | "
-          "mean cosine to anchor |")
-    print("|---|---|---|---|---|")
-    for threads, b, m, x, c in rows:
-        print(f"| {threads} | {b:.1f} | {m:.1f} | {x:.2f}x | {c:.6f} |")
+    print("| threads | anchor seeds/s | synth fp32 seeds/s | synth seeds/s | synth fp32 x anchor "
+          "| synth x anchor | mean cosine to anchor |")
+    print("|---|---|---|---|---|---|---|")
+    for threads, b, f, m, c in rows:
+        print(f"| {threads} | {b:.1f} | {f:.1f} | {m:.1f} | {f / b:.2f}x | {m / b:.2f}x "
+              f"| {c:.6f} |")
     print()
     print(f"forced bf16 vs fp32 on {len(sample)} units ({len(sample) / t_bf16:.1f} seeds/s "
           f"in bf16 here): mean cosine {mean_cos:.5f}, min {min_cos:.5f}, top-1 neighbour "

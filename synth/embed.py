@@ -13,7 +13,9 @@ embed are embedded in chunks; each chunk is written to the cache as soon as it i
 interrupted run loses at most one chunk.
 
 Speed (issue 14): within a chunk, batches are formed by *token* count (sentence-transformers
-sorts by characters, a poor proxy for indented code), so a batch pads little. The precision is
+sorts by characters, a poor proxy for indented code), so a batch pads little, and on CPU a
+batch holds about 2,048 padded tokens (8 texts at the 256-token limit, more when they are
+short): larger forward passes are slower per text there. The precision is
 chosen from the hardware: a CUDA device when there is one; on CPU bf16 autocast where the CPU
 has native bf16 (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo: ~3x, mean cosine 0.9999 to
 fp32), fp32 elsewhere (emulated bf16 is slower than fp32), said once in the log.
@@ -57,12 +59,16 @@ class Embedder:
     Args:
         model: a model name, a local model directory, or None for all-MiniLM-L6-v2.
         device: torch device for the model (None: CUDA when present, else CPU).
-        batch_size: texts per forward pass.
+        batch_size: most texts per forward pass (on CPU also at most
+            :attr:`CPU_BATCH_TOKENS` padded tokens).
         precision: ``"auto"`` (bf16 on a CPU with native bf16 or a bf16-capable GPU, else
             fp32), ``"bf16"`` or ``"fp32"``.
         max_seq_length: truncate inputs to this many tokens (None: the model's default). It is
             part of the cache key, since it changes the vectors.
     """
+
+    #: Padded tokens per forward pass on CPU, below ``batch_size`` texts when they are long.
+    CPU_BATCH_TOKENS = 2048
 
     def __init__(self, model: str | None = None, device: str | None = None,
                  batch_size: int = 64, max_seq_length: int | None = None,
@@ -143,10 +149,19 @@ class Embedder:
         import torch
 
         texts = list(texts)
-        order = np.argsort(-token_lengths(model, texts), kind="stable")
+        lengths = token_lengths(model, texts)
+        order = np.argsort(-lengths, kind="stable")
+        # On CPU a forward pass over more than CPU_BATCH_TOKENS padded tokens is slower per
+        # text: its activations outgrow the caches (measured in benchmarks/bench_embed.py).
+        budget = self.CPU_BATCH_TOKENS if device == "cpu" else None
         out: np.ndarray | None = None
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start:start + self.batch_size]
+        start = 0
+        while start < len(texts):
+            size = self.batch_size
+            if budget is not None:  # longest first: the batch pads to its first text
+                size = max(1, min(size, budget // max(1, int(lengths[order[start]]))))
+            idx = order[start:start + size]
+            start += size
             batch = [texts[i] for i in idx]
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
                 vecs = model.encode(batch, batch_size=len(batch), show_progress_bar=False,

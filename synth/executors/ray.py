@@ -188,11 +188,11 @@ class _EmbedWorker:
     """An embedding actor: loads the model once, encodes the batches it is given."""
 
     def __init__(self, model: str | None, device: str | None, batch_size: int,
-                 max_seq_length: int | None) -> None:
+                 max_seq_length: int | None, precision: str) -> None:
         from synth.embed import Embedder
 
         self.embedder = Embedder(model, device=device, batch_size=batch_size,
-                                 max_seq_length=max_seq_length)
+                                 max_seq_length=max_seq_length, precision=precision)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(texts)
@@ -210,7 +210,7 @@ class RayEmbedder:
         self.batch_size = embedder.batch_size
         self.device = embedder.device
         self._spec = (embedder.path, embedder.device if not num_gpus else "cuda",
-                      embedder.batch_size, embedder.max_seq_length)
+                      embedder.batch_size, embedder.max_seq_length, embedder.precision)
         self._n = actors
         self._gpus = num_gpus
         self._actors: list[Any] = []

@@ -20,7 +20,10 @@ TEXTS = ["def add(a, b):\n    return a + b", "import os\nprint(os.getcwd())",
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder()
+    # fp32: these tests compare vectors to 1e-5. bf16 vectors (chosen by "auto" on a CPU with
+    # native bf16) move by ~1e-3 with the batch a text shares (padding changes the kernels'
+    # shapes); their agreement with fp32 is tested by cosine below.
+    return Embedder(precision="fp32")
 
 
 def test_default_model_is_local_minilm(embedder: Embedder) -> None:
@@ -88,6 +91,30 @@ def test_token_sorted_batches_keep_input_order(embedder: Embedder) -> None:
         plain = model.encode(SNIPPETS, batch_size=64, convert_to_numpy=True)
     small = Embedder(batch_size=3, precision="fp32")
     np.testing.assert_allclose(small.encode(SNIPPETS), plain, atol=2e-5)
+
+
+def test_cpu_batches_hold_at_most_the_token_budget(embedder: Embedder,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long texts go in fewer per forward pass on CPU (large passes are slower per text there);
+    short ones fill the batch up to ``batch_size``; vectors and order are unchanged."""
+    from synth.embed import token_lengths
+
+    model = embedder._load()
+    plain = embedder.encode(SNIPPETS)
+    lengths = dict(zip(SNIPPETS, token_lengths(model, SNIPPETS).tolist(), strict=True))
+    batches: list[list[str]] = []
+    real = model.encode
+    monkeypatch.setattr(model, "encode", lambda batch, **kw: batches.append(batch)
+                        or real(batch, **kw))
+    small = Embedder(batch_size=4, precision="fp32")
+    small._model = model
+    monkeypatch.setattr(small, "CPU_BATCH_TOKENS", 2 * max(lengths.values()))
+    np.testing.assert_allclose(small.encode(SNIPPETS), plain, atol=2e-5)
+    assert sorted(t for b in batches for t in b) == sorted(SNIPPETS)
+    for batch in batches:
+        assert len(batch) <= 4 and len(batch) * max(lengths[t] for t in batch) \
+            <= small.CPU_BATCH_TOKENS
+    assert len(batches[0]) == 2 and max(map(len, batches)) == 4  # longest first; short fill up
 
 
 @pytest.mark.slow  # forced bf16 is emulated (slow) on CPUs without avx512_bf16/amx_bf16
