@@ -108,6 +108,7 @@ def test_cpu_batches_hold_at_most_the_token_budget(embedder: Embedder,
                         or real(batch, **kw))
     small = Embedder(batch_size=4, precision="fp32")
     small._model = model
+    monkeypatch.setattr(small, "_workers", lambda *a: [model])  # the one model recording
     monkeypatch.setattr(small, "CPU_BATCH_TOKENS", 2 * max(lengths.values()))
     np.testing.assert_allclose(small.encode(SNIPPETS), plain, atol=2e-5)
     assert sorted(t for b in batches for t in b) == sorted(SNIPPETS)
@@ -115,6 +116,44 @@ def test_cpu_batches_hold_at_most_the_token_budget(embedder: Embedder,
         assert len(batch) <= 4 and len(batch) * max(lengths[t] for t in batch) \
             <= small.CPU_BATCH_TOKENS
     assert len(batches[0]) == 2 and max(map(len, batches)) == 4  # longest first; short fill up
+
+
+def test_cpu_threads_encode_batches_side_by_side_on_models_of_their_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two torch threads: two models, one batch each at a time, one core each; the vectors and
+    their order are the same as on one thread, and torch's thread count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = Embedder(batch_size=2, precision="fp32").encode(SNIPPETS)
+        torch.set_num_threads(2)
+        pair = Embedder(batch_size=2, precision="fp32")
+        used: set[int] = set()
+        inner: list[int] = []
+        real = pair._new_model
+
+        def tracked() -> object:
+            model = real()
+            encode = model.encode
+
+            def recording(batch: list[str], **kw: object) -> object:
+                used.add(id(model))
+                inner.append(torch.get_num_threads())
+                return encode(batch, **kw)
+
+            model.encode = recording
+            return model
+
+        monkeypatch.setattr(pair, "_new_model", tracked)
+        np.testing.assert_allclose(pair.encode(SNIPPETS), alone, atol=2e-5)
+        assert len(pair._replicas) == 1 and len(used) == 2 and set(inner) == {1}
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(pair, "REPLICA_MAX_PARAMS", 1000)  # too large to copy: one model
+        assert pair._workers(pair._load(), "cpu", 10) == [pair._load()]
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow  # forced bf16 is emulated (slow) on CPUs without avx512_bf16/amx_bf16
