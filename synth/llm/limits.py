@@ -454,14 +454,14 @@ class Admission:
             BudgetExhausted: sending it could exceed the budget (after the requests in flight
                 have finished and been cached).
         """
-        # Counting the prompt's tokens costs more than the rest of admission: only a budget and
-        # a TPM limit need it before sending. A TPM limit the endpoint announces while this
-        # request waits paces it by max_tokens alone (the next requests are counted).
         if model not in self._tokenizers:
             # Loaded before the first request, not mid-run at the first failure that must be
             # counted: a tokenizer file fetched then would stall every request in flight.
             _encoding(model)
             self._tokenizers.add(model)
+        # Counting the prompt's tokens costs more than the rest of admission: only a budget and
+        # a TPM limit need it before sending. A TPM limit the endpoint announces while this
+        # request waits paces it by max_tokens alone (the next requests are counted).
         tokens_in = (count_message_tokens(messages, model)
                      if self.budget is not None or self.limits.tokens.limit else None)
         reserved_usd, reserved_tokens = 0.0, 0
