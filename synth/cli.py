@@ -446,15 +446,19 @@ def seeds_refresh(
     device: DeviceOpt = None,
     secrets: SecretsOpt = None,
     secrets_allow: SecretsAllowOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Re-scan the sources: add seeds of new/changed files, drop deleted ones, extend coreset.
 
     --secrets/--secrets-allow default to what the extraction used (its manifest); they apply to
-    new and changed files (unchanged files keep their seeds as they are).
+    new and changed files (unchanged files keep their seeds as they are). With --executor ray
+    the new seeds are embedded on Ray's embedding actors.
     """
     from synth import jobs
 
-    with errors():
+    with errors(), _executing(executor, address, actors):
         report, counts = jobs.refresh(
             run_dir, device, secrets=secrets,
             secrets_allow=tuple(secrets_allow) if secrets_allow else None)

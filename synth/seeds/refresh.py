@@ -227,7 +227,7 @@ def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], c
     radii: list[float] = []
     if k:
         if embedder is None:
-            embedder = Embedder(_base_model(state), max_seq_length=state.get("max_seq_length"))
+            embedder = coreset_embedder(state, device)
         if embedder.name != state["model"]:
             raise ConfigError(f"the coreset was built with embedder {state['model']!r}; refresh "
                               f"with the same one (got {embedder.name!r})")
@@ -243,6 +243,11 @@ def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], c
         **{key: state[key] for key in ("k", "metric", "model", "seed") if key in state},
         "max_seq_length": state.get("max_seq_length"), "radii": radii})
     return report
+
+
+def coreset_embedder(state: dict[str, Any], device: str | None = None) -> Embedder:
+    """The embedder a coreset was built with (its model and token limit), for extending it."""
+    return Embedder(_base_model(state), device=device, max_seq_length=state.get("max_seq_length"))
 
 
 def _base_model(state: dict[str, Any]) -> str:

@@ -126,6 +126,39 @@ def test_coreset_on_ray_embedding_actors_matches_local(rx: Any, tmp_path: Path) 
         assert max(float(np.abs(va[i] - vb[i]).max()) for i in ids) < 1e-5
 
 
+def test_refresh_on_ray_embeds_the_new_seeds_on_the_actors(rx: Any, tmp_path: Path) -> None:
+    """`synth seeds refresh --executor ray`: the seeds of a new file are embedded by the
+    embedding actors, and the coreset is extended as locally."""
+    import numpy as np
+
+    from synth import jobs
+    from synth.config import CoresetConfig
+    from synth.embed import EmbeddingCache
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SRC / "seeds", corpus)
+    first = tmp_path / "local"
+    jobs.extract(first, [corpus], SeedsConfig(per_file=2, seed=1))
+    jobs.coreset(first, CoresetConfig(k=6))
+    shutil.copy(SRC / "records.py", corpus / "records.py")
+    second = tmp_path / "ray"
+    shutil.copytree(first, second)
+    local, _ = jobs.refresh(first)
+    pools = len(rx._embedders)
+    with use(rx):
+        remote, _ = jobs.refresh(second)
+    assert len(rx._embedders) == pools + 1  # a pool of embedding actors did the encoding
+    rx._embedders[-1].close()  # frees the actors' CPUs for the tests after this one
+    assert remote.added == local.added > 0
+    assert remote.coreset.embedded == local.coreset.embedded == local.added
+    assert len(json.loads((second / "coreset.json").read_text())["ids"]) == 6
+    ids = [json.loads(x)["id"] for x in (first / "seeds.jsonl").open()]
+    with EmbeddingCache(first) as a, EmbeddingCache(second) as b:
+        va, vb = a.get("all-MiniLM-L6-v2", ids), b.get("all-MiniLM-L6-v2", ids)
+    cos = [float(va[i] @ vb[i] / np.linalg.norm(va[i]) / np.linalg.norm(vb[i])) for i in ids]
+    assert min(cos) > 0.999  # bf16 on a CPU with native bf16 moves with the batch
+
+
 def _generate(run: Path, seeds: Path, url: str, executor: Executor | None,
               num: int = 12) -> dict[str, Any]:
     from synth import jobs
