@@ -7,7 +7,9 @@ core 0 where the machine has two or more; the clients run on core 1) answers, in
   the raw loop drives it): no client can go faster than this;
 - ``raw aiohttp``: a bare aiohttp + orjson loop with a semaphore (the wire's floor);
 - ``bare SDK``: ``openai.AsyncOpenAI`` with a semaphore (no cache, retries or accounting);
-- ``synth client``: synth's LLMClient (cache lookup, SQLite journal, retries, accounting);
+- ``synth client``: synth's LLMClient (cache lookup, SQLite journal, retries, accounting)
+  on its default wire (HTTP/1.1 on asyncio streams, httptools), and the same client on
+  aiohttp, the wire it used before (and still uses behind a proxy);
 - ``synth generate``: ``synth generate --task codegen --no-discriminator --verify off`` as a
   subprocess (seed sampling, prompt rendering, requests, parse, echo check, cache, dataset
   write; no sandbox runs: the fake server's replies are no programs, and execution is not the
@@ -61,6 +63,7 @@ import orjson  # noqa: E402
 
 from synth.config import LLMConfig  # noqa: E402
 from synth.llm.client import LLMClient, SamplingParams  # noqa: E402
+from synth.llm.wire import AiohttpWire  # noqa: E402
 from synth.store import RunStore  # noqa: E402
 
 MODEL = "fake-model"
@@ -127,9 +130,11 @@ async def bare_sdk(base_url: str, n: int, concurrency: int, tag: str) -> None:
 
 
 async def synth_client(base_url: str, n: int, concurrency: int, tag: str,
-                       run_dir: Path) -> None:
+                       run_dir: Path, aiohttp_wire: bool = False) -> None:
     with RunStore(run_dir) as store:
-        client = LLMClient(base_url, MODEL, store, LLMConfig(concurrency=concurrency), Counter())
+        config = LLMConfig(concurrency=concurrency)
+        client = LLMClient(base_url, MODEL, store, config, Counter(),
+                           wire=AiohttpWire(config.timeout_s) if aiohttp_wire else None)
         params = SamplingParams(max_tokens=64)
         # a window of 2x concurrency tasks, like TaskStage, instead of n tasks at once; each
         # reports itself when done (asyncio.wait would scan every task per wake-up, which
@@ -336,6 +341,8 @@ def main() -> None:
             samples.setdefault("bare SDK", []).append((wall, cpu, None, None))
             wall, cpu = in_process(synth_client, url, n, c, f"ours{r}", tmp / f"run-client{r}")
             samples.setdefault("synth client", []).append((wall, cpu, None, None))
+            wall, cpu = in_process(synth_client, url, n, c, f"aio{r}", tmp / f"run-aio{r}", True)
+            samples.setdefault("synth client, aiohttp wire", []).append((wall, cpu, None, None))
             side = generate_side(url, seeds, tmp, n, c, r)
             if isinstance(side, str):
                 rows["synth generate"] = side
@@ -352,7 +359,8 @@ def main() -> None:
             profile = profile_generate(url, seeds, tmp, n, c)
     finally:
         proc.terminate()
-    for name in ("raw aiohttp", "bare SDK", "synth client", "synth generate", "curator"):
+    for name in ("raw aiohttp", "bare SDK", "synth client, aiohttp wire", "synth client",
+                 "synth generate", "curator"):
         if name in rows:
             rows[name] = rows.pop(name)  # keep the table's order
         elif name in samples:

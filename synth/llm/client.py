@@ -8,9 +8,10 @@ never pays for it twice, and a rerun of the same command sends only what is not 
 health gate (:mod:`synth.llm.health`) pauses requests while the endpoint is down instead of
 letting every record burn its retries, and stops the run after ``--max-outage``.
 
-Chat completions go over a lean wire (aiohttp with a keep-alive pool, orjson both ways): the
-``openai`` SDK costs ~2 ms of CPU per request, ten times the wire work, and that is the ceiling
-of a single Python core against a fast server. The model list goes over the same wire; the SDK
+Chat completions go over a lean wire (:mod:`synth.llm.wire`: HTTP/1.1 on asyncio streams parsed
+by httptools, a keep-alive pool, orjson both ways): the ``openai`` SDK costs ~2 ms of CPU per
+request, tens of times the wire work, and that is the ceiling of a single Python core against a
+fast server. The model list goes over the same wire; the SDK
 stays for the Files/Batch APIs other modules use (imported there, not at start-up). Status codes
 are classified here exactly as the SDK's exception classes were: 429/408/409/5xx, timeouts,
 resets and a 200 whose body is not JSON are retried (Retry-After / retry-after-ms honoured);
@@ -51,6 +52,7 @@ from synth.errors import (
 from synth.llm.cost import Budget, CostMeter
 from synth.llm.health import gate_for
 from synth.llm.limits import Admission
+from synth.llm.wire import HttpxWire, StreamWire, TransportFailure, Wire
 from synth.store import RunStore
 
 log = logging.getLogger("synth.llm")
@@ -212,14 +214,6 @@ class HTTPStatusFailure(Exception):
         super().__init__(f"HTTP {status_code}")
 
 
-class TransportFailure(Exception):
-    """No answer: connection refused or reset, or the timeout passed."""
-
-    def __init__(self, name: str, detail: str) -> None:
-        super().__init__(detail)
-        self.name = name  # APIConnectionError or APITimeoutError, as the SDK named them
-
-
 class MalformedResponse(Exception):
     """A 2xx answer whose body is not a chat completion (cut off, not JSON)."""
 
@@ -290,114 +284,6 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
         if when is None:
             return None
         return max(when.timestamp() - time.time(), 0.0)
-
-
-class Wire(Protocol):
-    """How one request (a chat-completion POST, the model list's GET) goes over the wire:
-    ``(status, headers, body)`` back, or :class:`TransportFailure` when no answer came. (Not
-    :class:`Transport`, an executor's sender of whole requests: each of its senders has a
-    client, and that client a wire.)"""
-
-    async def request(self, method: str, url: str, headers: dict[str, str],
-                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class AiohttpWire:
-    """aiohttp with one keep-alive connection pool per event loop (the default wire)."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._session: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # url -> (parsed url, proxy, proxy auth) from HTTP(S)_PROXY / NO_PROXY, once per URL
-        self._proxies: dict[str, tuple[Any, Any, Any]] = {}
-
-    def _get_session(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
-            import aiohttp  # imported on first use: commands without an LLM never pay for it
-
-            # Our semaphore bounds the requests in flight, so the pool itself is unbounded;
-            # idle connections are kept alive for the next request.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-            # No cookie jar: an API sets none we need, and matching cookies costs per request.
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                cookie_jar=aiohttp.DummyCookieJar())
-            self._loop = loop
-        return self._session
-
-    async def request(self, method: str, url: str, headers: dict[str, str],
-                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]:
-        import aiohttp
-
-        session = self._get_session()
-        target, proxy, proxy_auth = self._target(url)
-        try:
-            async with session.request(method, target, data=body, headers=headers,
-                                       proxy=proxy, proxy_auth=proxy_auth) as resp:
-                return resp.status, resp.headers, await resp.read()
-        except TimeoutError as exc:
-            raise TransportFailure("APITimeoutError", "Request timed out.") from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            raise TransportFailure("APIConnectionError",
-                                   f"Connection error: {exc.__class__.__name__}: {exc}") from exc
-
-    def _target(self, url: str) -> tuple[Any, Any, Any]:
-        """``url`` parsed once, and the proxy the environment names for it
-        (HTTP_PROXY/HTTPS_PROXY, NO_PROXY) as the SDK's httpx client honoured them; (None,
-        None) for none.
-
-        Looked up here once per URL rather than with the session's ``trust_env``: that does a
-        thread hop per request for the lookup, and a ~/.netrc entry for the host would collide
-        with our Authorization header.
-        """
-        hit = self._proxies.get(url)
-        if hit is None:
-            from aiohttp.helpers import get_env_proxy_for_url
-            from yarl import URL
-
-            target = URL(url)
-            try:
-                proxy, auth = get_env_proxy_for_url(target)
-            except LookupError:
-                proxy, auth = None, None
-            hit = self._proxies[url] = (target, proxy, auth)
-        return hit
-
-    async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            try:
-                await self._session.close()
-            except RuntimeError:  # its event loop is gone; nothing left to close
-                pass
-        self._session = None
-
-
-class HttpxWire:
-    """An httpx client as the wire (tests pass one with a ``MockTransport``)."""
-
-    def __init__(self, client: httpx.AsyncClient, timeout_s: float) -> None:
-        self.client = client
-        self.timeout_s = timeout_s
-
-    async def request(self, method: str, url: str, headers: dict[str, str],
-                      body: bytes | None = None) -> tuple[int, Mapping[str, str], bytes]:
-        try:
-            resp = await self.client.request(method, url, content=body, headers=headers,
-                                             timeout=self.timeout_s)
-            return resp.status_code, resp.headers, resp.content
-        except httpx.TimeoutException as exc:
-            raise TransportFailure("APITimeoutError", "Request timed out.") from exc
-        except httpx.TransportError as exc:
-            raise TransportFailure("APIConnectionError",
-                                   f"Connection error: {exc.__class__.__name__}: {exc}") from exc
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
@@ -475,8 +361,10 @@ class LLMClient:
         config: concurrency, timeouts, retry bounds, rate limits.
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
         http_client: optional httpx client (tests pass one with a ``MockTransport``); chat
-            completions then go through it instead of aiohttp.
+            completions then go through it instead of the stream wire.
         admission: the admission object (default: one built from ``config``).
+        wire: how requests go over HTTP (default: :class:`synth.llm.wire.StreamWire`, or
+            ``http_client`` when given).
 
     ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
     fails with reason ``deferred`` instead of being sent (Batch API submission, dry runs).
@@ -486,14 +374,17 @@ class LLMClient:
                  stats: Counter[str] | None = None,
                  http_client: httpx.AsyncClient | None = None,
                  admission: Admission | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None,
+                 wire: Wire | None = None) -> None:
         self.base_url = base_url
         self.model = model
         self.store = store
         self.config = config
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        self._wire: Wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
-                            else AiohttpWire(config.timeout_s))
+        if wire is None:
+            wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
+                    else StreamWire(config.timeout_s))
+        self._wire = wire
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key()}",
                          "Content-Type": "application/json", "Accept": "application/json"}

@@ -1,5 +1,6 @@
-"""The lean aiohttp transport under the faults test_client.py gives the httpx seam, against a
-scripted local HTTP server: same retries, same reject reasons, same cache keys and entries."""
+"""The lean wires under the faults test_client.py gives the httpx seam, against a scripted
+local HTTP server: same retries, same reject reasons, same cache keys and entries. Each fault
+runs on both wires: the stream wire (the default) and aiohttp (proxied endpoints)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from synth.llm.client import (
     cache_key,
     parse_completion,
 )
+from synth.llm.wire import AiohttpWire
 from synth.store import RunStore
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -87,10 +89,16 @@ class Scripted:
             writer.close()
 
 
+@pytest.fixture(params=["stream", "aiohttp"])
+def wire(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def serve(steps: list[Step], store: RunStore,
           body: Callable[[LLMClient], Awaitable[Any]], base_url: str | None = None,
-          scripted: Scripted | None = None, **config: Any) -> tuple[Any, Scripted]:
-    """Run ``body(client)`` against a scripted server; the client uses aiohttp.
+          scripted: Scripted | None = None, wire: str = "stream",
+          **config: Any) -> tuple[Any, Scripted]:
+    """Run ``body(client)`` against a scripted server over ``wire`` (stream or aiohttp).
 
     ``base_url`` (default: the scripted server) may name another host, e.g. behind a proxy;
     ``scripted`` passes a server made by the test (to read what it saw after a raise).
@@ -104,7 +112,9 @@ def serve(steps: list[Step], store: RunStore,
         server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
         port = scripted.port = server.sockets[0].getsockname()[1]
         url = (base_url or "http://127.0.0.1:{port}/v1").format(port=port)
-        client = LLMClient(url, "mock-model", store, LLMConfig(**defaults), Counter())
+        settings = LLMConfig(**defaults)
+        client = LLMClient(url, "mock-model", store, settings, Counter(),
+                           wire=AiohttpWire(settings.timeout_s) if wire == "aiohttp" else None)
         try:
             return await body(client)
         finally:
@@ -118,42 +128,44 @@ def complete(client: LLMClient) -> Awaitable[Any]:
     return client.complete(MSG, SamplingParams())
 
 
-def test_429_honours_retry_after(store: RunStore) -> None:
+def test_429_honours_retry_after(store: RunStore, wire: str) -> None:
     steps = [status(429, {"retry-after": "0.3"}), status(429, {"retry-after-ms": "300"}), ok()]
-    completion, s = serve(steps, store, complete, backoff_base_s=0.001, backoff_max_s=0.001)
+    completion, s = serve(steps, store, complete, wire=wire, backoff_base_s=0.001,
+                          backoff_max_s=0.001)
     assert completion.text == "ok" and len(s.times) == 3
     assert s.times[1] - s.times[0] >= 0.29 and s.times[2] - s.times[1] >= 0.29
 
 
-def test_5xx_is_retried_then_gives_up(store: RunStore) -> None:
-    completion, s = serve([status(503), status(502), ok()], store, complete)
+def test_5xx_is_retried_then_gives_up(store: RunStore, wire: str) -> None:
+    completion, s = serve([status(503), status(502), ok()], store, complete, wire=wire)
     assert completion.text == "ok" and len(s.times) == 3
     with pytest.raises(LLMRequestFailed) as info:
         serve([status(503, message="overloaded")], store,
               lambda c: c.complete([{"role": "user", "content": "x"}], SamplingParams()),
-              max_attempts=3)
+              wire=wire, max_attempts=3)
     assert info.value.reason == "llm_error" and "overloaded" in info.value.detail
     assert info.value.detail.startswith("InternalServerError")
 
 
-def test_timeout_is_retried(store: RunStore) -> None:
-    completion, s = serve([("hang", 1.0), ok()], store, complete, timeout_s=0.2)
+def test_timeout_is_retried(store: RunStore, wire: str) -> None:
+    completion, s = serve([("hang", 1.0), ok()], store, complete, wire=wire, timeout_s=0.2)
     assert completion.text == "ok" and len(s.times) == 2
 
 
-def test_connection_reset_is_retried(store: RunStore) -> None:
-    completion, s = serve([("reset",), ("reset",), ok()], store, complete)
+def test_connection_reset_is_retried(store: RunStore, wire: str) -> None:
+    completion, s = serve([("reset",), ("reset",), ok()], store, complete, wire=wire)
     assert completion.text == "ok" and len(s.times) == 3
 
 
-def test_malformed_json_is_retried_then_rejected_with_its_reason(store: RunStore) -> None:
+def test_malformed_json_is_retried_then_rejected_with_its_reason(store: RunStore,
+                                                                 wire: str) -> None:
     cut = ("status", 200, {}, b'{"choices": [ {"mess')
-    completion, s = serve([cut, ok()], store, complete)
+    completion, s = serve([cut, ok()], store, complete, wire=wire)
     assert completion.text == "ok" and len(s.times) == 2
     with pytest.raises(LLMRequestFailed) as info:
         serve([cut], store,
               lambda c: c.complete([{"role": "user", "content": "y"}], SamplingParams()),
-              max_attempts=3)
+              wire=wire, max_attempts=3)
     assert info.value.reason == "llm_malformed"
     assert store.count_responses() == 1  # only the good answer was cached
 
@@ -163,17 +175,18 @@ def test_malformed_json_is_retried_then_rejected_with_its_reason(store: RunStore
     (status(422), "llm_bad_request"),
     (status(500, message="1 validation error: ('body', 'response_format')"), "llm_bad_request"),
 ])
-def test_permanent_failures_are_not_retried(store: RunStore, step: Step, reason: str) -> None:
+def test_permanent_failures_are_not_retried(store: RunStore, step: Step, reason: str,
+                                            wire: str) -> None:
     with pytest.raises(LLMRequestFailed) as info:
-        serve([step], store, complete)
+        serve([step], store, complete, wire=wire)
     assert info.value.reason == reason
 
 
 @pytest.mark.parametrize("code,error", [(401, AuthenticationFailed),
                                         (403, AuthenticationFailed), (404, ModelNotFound)])
-def test_fatal_statuses(store: RunStore, code: int, error: type[Exception]) -> None:
+def test_fatal_statuses(store: RunStore, code: int, error: type[Exception], wire: str) -> None:
     with pytest.raises(error):
-        serve([status(code)], store, complete)
+        serve([status(code)], store, complete, wire=wire)
 
 
 def models_list(client: LLMClient) -> Awaitable[Any]:
@@ -277,7 +290,7 @@ def test_env_proxy_is_honoured_as_the_sdk_did(store: RunStore,
 
 
 def test_api_key_is_sent_and_never_logged(store: RunStore, monkeypatch: pytest.MonkeyPatch,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+                                          caplog: pytest.LogCaptureFixture, wire: str) -> None:
     key = "sk-synth-test-4f9c2a7e1b"
     monkeypatch.setenv("SYNTH_API_KEY", key)
     _no_env_proxy(monkeypatch)
@@ -285,7 +298,7 @@ def test_api_key_is_sent_and_never_logged(store: RunStore, monkeypatch: pytest.M
     # a 5xx, a reset and a garbled 200 (all retried), then a 401 that ends the run
     scripted = Scripted([status(503), ("reset",), ("status", 200, {}, b"<html>"), status(401)])
     with pytest.raises(AuthenticationFailed) as info:
-        serve([], store, complete, scripted=scripted, max_attempts=5)
+        serve([], store, complete, wire=wire, scripted=scripted, max_attempts=5)
     assert len(scripted.heads) == 4
     assert all(f"authorization: bearer {key}" in h.lower() for h in scripted.heads)
     chain: BaseException | None = info.value
