@@ -46,6 +46,19 @@ def test_override_directory_and_strict_undefined(tmp_path: Path) -> None:
                                    answer_format="json")
 
 
+def test_user_templates_keep_jinjas_globals(tmp_path: Path) -> None:
+    """Template globals are one flat dict (cheaper to copy per render than jinja's ChainMap):
+    the built-in globals are all still there, and a template's own globals overlay them."""
+    (tmp_path / "codegen").mkdir()
+    (tmp_path / "codegen" / "user.j2").write_text(
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}"
+        "{% endfor %}{{ ns.n }} {{ dict(a=1)['a'] }} {{ cycler('x', 'y').next() }}")
+    prompts = Prompts(tmp_path)
+    assert prompts.messages("codegen", seed="")[-1]["content"] == "3 1 x"
+    template = prompts.env.from_string("{{ range(2) | list }} {{ x }}", globals={"x": 7})
+    assert type(template.globals) is dict and template.render() == "[0, 1] 7"
+
+
 def test_bad_override_and_unknown_task(tmp_path: Path) -> None:
     with pytest.raises(TemplateError):
         Prompts(tmp_path / "missing")
