@@ -184,6 +184,8 @@ class RunStore:
         # other bookkeeping rows (spend, few-shot draws) committed with the same burst
         self._journal: list[tuple[str, tuple[Any, ...]]] = []
         self._fewshot_pending: dict[tuple[str, str], Any] = {}
+        # Whether the fewshot table held no draw before this process drew (None: not looked).
+        self._fewshot_fresh: bool | None = None
         self._flush_scheduled = False
         #: Set by the first failed write; the LLM client sends nothing more once it is set.
         self.write_failed: StoreWriteFailed | None = None
@@ -478,9 +480,20 @@ class RunStore:
         return None if row[0] is None else int(row[0])
 
     def fewshot_get(self, record_id: str, key: str) -> Any:
+        """The draw stored for ``record_id`` under ``key``, None if there is none.
+
+        In a store that held no draw when this process first asked (a new run directory)
+        there is none to find: a process draws once per record, so the lookup per record, a
+        few percent of the generate loop, is skipped. A rerun finds the draws committed.
+        """
         pending = self._fewshot_pending.get((record_id, key))
         if pending is not None:
             return pending
+        if self._fewshot_fresh is None:
+            self._fewshot_fresh = self.db.execute(
+                "SELECT 1 FROM fewshot LIMIT 1").fetchone() is None
+        if self._fewshot_fresh:
+            return None
         row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",
                               (record_id, key)).fetchone()
         return json.loads(row[0]) if row else None

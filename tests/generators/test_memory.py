@@ -102,6 +102,33 @@ def test_samples_whole_cases_seeded_and_stored_per_record(run_store: RunStore) -
     assert [draw(f"s{i}", other) for i in range(6)] != [draw(f"s{i}") for i in range(6)]
 
 
+def test_a_new_run_looks_up_no_draw_and_a_rerun_finds_them_all(tmp_path: Path) -> None:
+    statements: list[str] = []
+
+    def draws(store: RunStore) -> list[list[str]]:
+        memory = ExampleMemory(store, size=10, shots=2, block=1, seed=3)
+        memory.finish(0, [outcome(0), outcome(1), outcome(2)])
+        return [[c["id"] for c in asyncio.run(memory.examples("summarize", f"r{i}", 2)).good]
+                for i in range(5)]
+
+    with RunStore(tmp_path / "run") as store:
+        store.begin("generate")
+        store.db.set_trace_callback(statements.append)
+        first = draws(store)
+    assert sum("FROM fewshot WHERE" in s for s in statements) == 0
+    assert sum("FROM fewshot LIMIT 1" in s for s in statements) == 1
+    statements.clear()
+    with RunStore(tmp_path / "run") as store:
+        store.begin("generate")
+        store.db.set_trace_callback(statements.append)
+        memory = ExampleMemory(store, size=10, shots=2, block=1, seed=3)  # other cases in it
+        memory.finish(0, [outcome(7), outcome(8), outcome(9)])
+        again = [[c["id"] for c in asyncio.run(memory.examples("summarize", f"r{i}", 2)).good]
+                 for i in range(5)]
+    assert again == first  # the stored draws, not new ones from the new memory
+    assert sum("FROM fewshot WHERE" in s for s in statements) == 5
+
+
 def test_no_shots_means_no_examples(run_store: RunStore) -> None:
     memory = ExampleMemory(run_store, shots=0, block=1)
     memory.finish(0, [outcome(0)])
