@@ -128,6 +128,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.until_eof = False
+        if 100 <= self.parser.get_status_code() < 200:
+            return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         # asked here: once feed_data returns, the parser has reset and says False
         self.keep_alive = self.parser.should_keep_alive()
         self._done()

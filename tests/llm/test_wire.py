@@ -204,6 +204,20 @@ def test_connection_close_is_honoured() -> None:
     assert server.connections == 3
 
 
+def test_interim_answers_are_skipped() -> None:
+    async def hints(n: int, head: bytes) -> bytes:
+        return (b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 103 Early Hints\r\nlink: </x>; rel=preload\r\n\r\n" + response(OK))
+
+    server = Server(hints)
+
+    async def body(url: str, wire: StreamWire) -> list[tuple[int, bytes]]:
+        return [((r := await post(url, wire))[0], r[2]) for _ in range(2)]
+
+    assert run(server, body) == [(200, OK), (200, OK)]
+    assert server.connections == 1
+
+
 @pytest.mark.parametrize("frame", ["chunked", "until-close", "gzip", "deflate", "raw-deflate"])
 def test_bodies_framed_and_encoded_every_way(frame: str) -> None:
     async def answer(n: int, head: bytes) -> bytes:
