@@ -177,6 +177,8 @@ class Pacer:
         self._lock = asyncio.Lock()
 
     async def acquire(self, cost: float) -> None:
+        if not self.limit and not self._lock.locked() and self.hold_until <= time.monotonic():
+            return  # no limit, no hold, nobody waiting: nothing to wait for or to book
         async with self._lock:  # FIFO: waiting requests go in order
             while True:
                 now = time.monotonic()
