@@ -340,3 +340,39 @@ def test_responses_are_batched_per_burst_and_join_an_open_transaction(store: Run
         store.db.execute("BEGIN")
         store.put_response("collected", "m", {"text": "y"})
     assert store.get_response("collected") == {"text": "y"} and not store._pending
+
+
+def test_a_new_store_looks_up_only_keys_it_stored(tmp_path: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new run directory holds no response but the ones this process stores: the other
+    keys are not looked up. A store that held responses when opened looks every key up."""
+    lookups: list[str] = []
+
+    def looked_up() -> int:
+        n = sum("FROM responses WHERE key" in s for s in lookups)
+        lookups.clear()
+        return n
+
+    with RunStore(tmp_path / "run") as store:
+        store.db.set_trace_callback(lookups.append)
+        assert [store.get_response(f"miss{i}") for i in range(50)] == [None] * 50
+        assert looked_up() == 0
+        store.put_response("hit", "m", {"text": "x"})
+        store.flush()
+        assert store.get_response("hit") == {"text": "x"} and looked_up() == 1
+    # a filter too small to tell keys apart says "maybe" to every key: each is looked up,
+    # and the answer is still right
+    monkeypatch.setattr("synth.store._KeyFilter.BITS", 8)
+    with RunStore(tmp_path / "small") as store:
+        store.db.set_trace_callback(lookups.append)
+        for i in range(8):
+            store.put_response(f"k{i}", "m", {"text": str(i)})
+        store.flush()
+        assert store.get_response("k3") == {"text": "3"}
+        assert [store.get_response(f"miss{i}") for i in range(20)] == [None] * 20
+        assert looked_up() == 21
+    monkeypatch.undo()
+    with RunStore(tmp_path / "run") as store:  # reopened: it holds a response
+        store.db.set_trace_callback(lookups.append)
+        assert store.get_response("hit") == {"text": "x"} and store.get_response("no") is None
+        assert looked_up() == 2
