@@ -3,6 +3,7 @@ LLMClient wired to an ``httpx.MockTransport`` handler."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -111,3 +112,13 @@ def chat_response(text: str, finish_reason: str = "stop") -> dict[str, object]:
                      "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
     }
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, bytes]:
+    """One HTTP/1.1 request off a raw server stream: its head (latin-1) and its body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    length = 0
+    for line in head.split("\r\n"):
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    return head, await reader.readexactly(length) if length else b""

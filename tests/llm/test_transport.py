@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import chat_response, mock_client
+from conftest import chat_response, mock_client, read_request
 
 from synth.config import LLMConfig
 from synth.errors import AuthenticationFailed, EndpointUnreachable, LLMError, ModelNotFound
@@ -59,13 +59,8 @@ class Scripted:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.decode("latin-1").split("\r\n"):
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                raw = await reader.readexactly(length) if length else b""
-                self.heads.append(head.decode("latin-1"))
+                head, raw = await read_request(reader)
+                self.heads.append(head)
                 self.bodies.append(json.loads(raw) if raw else {})
                 self.times.append(time.monotonic())
                 step = self.steps[min(len(self.times) - 1, len(self.steps) - 1)]

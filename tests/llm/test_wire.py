@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import chat_response
+from conftest import chat_response, read_request
 
 from synth.config import LLMConfig
 from synth.llm.client import LLMClient, SamplingParams
 from synth.llm.wire import StreamWire, TransportFailure
 from synth.store import RunStore
 
-Answer = Callable[[int, bytes], Awaitable[bytes | None]]
+Answer = Callable[[int, str], Awaitable[bytes | None]]
 
 
 class Server:
@@ -45,14 +45,8 @@ class Server:
         served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.decode("latin-1").split("\r\n"):
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                self.heads.append(head.decode("latin-1"))
+                head, _ = await read_request(reader)
+                self.heads.append(head)
                 self.requests += 1
                 data = await self.answer(self.requests, head)
                 if data is None:
@@ -80,7 +74,7 @@ def response(body: bytes, status: int = 200, headers: str = "") -> bytes:
 OK = json.dumps(chat_response("ok")).encode()
 
 
-async def always_ok(n: int, head: bytes) -> bytes:
+async def always_ok(n: int, head: str) -> bytes:
     return response(OK)
 
 
@@ -123,7 +117,7 @@ def test_kept_alive_connection_is_reused() -> None:
 
 
 def test_concurrent_requests_take_their_own_connections() -> None:
-    async def slow(n: int, head: bytes) -> bytes:
+    async def slow(n: int, head: str) -> bytes:
         await asyncio.sleep(0.05)
         return response(OK)
 
@@ -163,7 +157,7 @@ def test_connection_the_server_dropped_while_idle_is_replaced_without_a_retry(
 def test_a_connection_closed_as_the_request_is_written_is_sent_again_on_a_new_one() -> None:
     """The race the idle check cannot see: the server closes the kept-alive connection
     just after reading the next request, before answering a byte."""
-    async def never_answer_second(n: int, head: bytes) -> bytes | None:
+    async def never_answer_second(n: int, head: str) -> bytes | None:
         return None if n == 2 else response(OK)
 
     server = Server(never_answer_second)
@@ -176,7 +170,7 @@ def test_a_connection_closed_as_the_request_is_written_is_sent_again_on_a_new_on
 
 
 def test_a_fresh_connection_closed_without_an_answer_fails() -> None:
-    async def nothing(n: int, head: bytes) -> None:
+    async def nothing(n: int, head: str) -> None:
         return None
 
     server = Server(nothing)
@@ -191,7 +185,7 @@ def test_a_fresh_connection_closed_without_an_answer_fails() -> None:
 
 
 def test_connection_close_is_honoured() -> None:
-    async def closing(n: int, head: bytes) -> bytes:
+    async def closing(n: int, head: str) -> bytes:
         return response(OK, headers="connection: close\r\n")
 
     server = Server(closing, close_after=1)
@@ -205,7 +199,7 @@ def test_connection_close_is_honoured() -> None:
 
 
 def test_interim_answers_are_skipped() -> None:
-    async def hints(n: int, head: bytes) -> bytes:
+    async def hints(n: int, head: str) -> bytes:
         return (b"HTTP/1.1 100 Continue\r\n\r\n"
                 b"HTTP/1.1 103 Early Hints\r\nlink: </x>; rel=preload\r\n\r\n" + response(OK))
 
@@ -220,7 +214,7 @@ def test_interim_answers_are_skipped() -> None:
 
 @pytest.mark.parametrize("frame", ["chunked", "until-close", "gzip", "deflate", "raw-deflate"])
 def test_bodies_framed_and_encoded_every_way(frame: str) -> None:
-    async def answer(n: int, head: bytes) -> bytes:
+    async def answer(n: int, head: str) -> bytes:
         if frame == "chunked":
             parts = [OK[:10], OK[10:25], OK[25:]]
             chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts)
@@ -251,7 +245,7 @@ def test_bodies_framed_and_encoded_every_way(frame: str) -> None:
     (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n", "APITimeoutError"),  # never finished
 ])
 def test_answers_that_do_not_come_whole(answer: bytes, name: str) -> None:
-    async def broken(n: int, head: bytes) -> bytes:
+    async def broken(n: int, head: str) -> bytes:
         return answer if n == 1 else response(OK)
 
     # the server closes after a cut answer; a never-finished one it leaves hanging
@@ -281,7 +275,7 @@ def test_refused_connection_and_bad_urls() -> None:
 
 
 def test_a_cancelled_request_leaves_no_connection_behind() -> None:
-    async def late(n: int, head: bytes) -> bytes:
+    async def late(n: int, head: str) -> bytes:
         if n == 1:
             await asyncio.sleep(0.3)
         return response(json.dumps({"n": n}).encode())
