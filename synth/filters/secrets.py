@@ -177,6 +177,9 @@ _KW_ASSIGN_ANY = re.compile(rf"(?:{_KW})[\w.-]*['\"\]]{{0,2}}\s*(?::=|[:=])\s*\S
 _AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z]")
 _DOTTED_QUAD = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
 _COLON_GROUP = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
+# The literals that gate _OTHER_PASSWORD (a DSN's ``@tcp(``, a command's ``-u``, XML tags).
+_OTHER_PASSWORD_GATES = frozenset(("@tcp(", "@unix(", " -u ", "--user ", "<passw", "<pwd>",
+                                   "<secret>"))
 _QUOTED_LONG = re.compile(r"""['"`]([A-Za-z0-9+/=_\-.~]{16,})['"`]""")
 _PASSWORDISH = re.compile(r"(?i)pass|pwd|contrase")
 
@@ -457,8 +460,9 @@ class SecretScanner:
             for m in _CONN_PASSWORD.finditer(text):
                 if not _is_reference(m.group(1)):
                     add(Finding("connection_password", m.start(1), m.end(1)))
-        if any(g in seen and g in text for g in ("@tcp(", "@unix(", " -u ", "--user ")) \
-                or not seen.isdisjoint(("<passw", "<pwd>", "<secret>")):
+        if not seen.isdisjoint(_OTHER_PASSWORD_GATES) and (
+                any(g in seen and g in text for g in ("@tcp(", "@unix(", " -u ", "--user "))
+                or not seen.isdisjoint(("<passw", "<pwd>", "<secret>"))):
             for m in _OTHER_PASSWORD.finditer(text):
                 g = next(i for i in (1, 2, 4) if m.group(i) is not None)
                 if not _is_reference(m.group(g)):
@@ -480,8 +484,9 @@ class SecretScanner:
             if _KEYLIKE_BEFORE.search(text, before, m.start()) and \
                     _high_entropy(value) and not _is_reference(value):
                 add(Finding("high_entropy_secret", m.start(1), m.end(1)))
-        self._scan_lines(text, lower, lang, add, plugin_lines, keyword_lines)
-        return _resolve(found), bool(keyword_lines)
+        if plugin_lines or keyword_lines:
+            self._scan_lines(text, lower, lang, add, plugin_lines, keyword_lines)
+        return (_resolve(found) if found else found), bool(keyword_lines)
 
     def _scan_lines(self, text: str, lower: str, lang: str, add: Callable[[Finding], None],
                     plugin_lines: dict[int, set[tuple[int, int]]],
