@@ -340,7 +340,7 @@ class Window:
                         break
                 # Checked and waited for without an await in between: a wake-up between
                 # the check and the wait cannot happen on this single-threaded loop. (A bare
-                # future per wait: an asyncio.Event per request cost twice as much.)
+                # future, made only to wait: an asyncio.Event was made for every request.)
                 woken = self._waiters[mine] = loop.create_future()
                 if timeout is None:
                     await woken
