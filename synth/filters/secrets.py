@@ -177,9 +177,11 @@ _KW_ASSIGN_ANY = re.compile(rf"(?:{_KW})[\w.-]*['\"\]]{{0,2}}\s*(?::=|[:=])\s*\S
 _AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z]")
 _DOTTED_QUAD = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
 _COLON_GROUP = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
-# The literals that gate _OTHER_PASSWORD (a DSN's ``@tcp(``, a command's ``-u``, XML tags).
-_OTHER_PASSWORD_GATES = frozenset(("@tcp(", "@unix(", " -u ", "--user ", "<passw", "<pwd>",
-                                   "<secret>"))
+# The literals that gate _OTHER_PASSWORD: a DSN's ``@tcp(`` or a command's ``-u`` (checked in
+# the text's own case too), or an XML tag.
+_USER_GATES = ("@tcp(", "@unix(", " -u ", "--user ")
+_TAG_GATES = frozenset(("<passw", "<pwd>", "<secret>"))
+_OTHER_PASSWORD_GATES = _TAG_GATES.union(_USER_GATES)
 _QUOTED_LONG = re.compile(r"""['"`]([A-Za-z0-9+/=_\-.~]{16,})['"`]""")
 _PASSWORDISH = re.compile(r"(?i)pass|pwd|contrase")
 
@@ -461,8 +463,8 @@ class SecretScanner:
                 if not _is_reference(m.group(1)):
                     add(Finding("connection_password", m.start(1), m.end(1)))
         if not seen.isdisjoint(_OTHER_PASSWORD_GATES) and (
-                any(g in seen and g in text for g in ("@tcp(", "@unix(", " -u ", "--user "))
-                or not seen.isdisjoint(("<passw", "<pwd>", "<secret>"))):
+                any(g in seen and g in text for g in _USER_GATES)
+                or not seen.isdisjoint(_TAG_GATES)):
             for m in _OTHER_PASSWORD.finditer(text):
                 g = next(i for i in (1, 2, 4) if m.group(i) is not None)
                 if not _is_reference(m.group(g)):
