@@ -184,6 +184,9 @@ def _decoded(body: bytes, encoding: str | None) -> bytes:
     raise zlib.error(f"unsupported content-encoding {encoding!r}")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class _Endpoint:
     """One ``scheme://host:port``: how to connect, and its idle connections (newest last)."""
 
@@ -191,10 +194,8 @@ class _Endpoint:
         self.host, self.port = host, port
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if scheme == "https" \
             else None
-        default = 443 if scheme == "https" else 80
-        self.host_header = host if port == default else f"{host}:{port}"
-        if ":" in host:  # an IPv6 literal
-            self.host_header = f"[{host}]" if port == default else f"[{host}]:{port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal goes in brackets
+        self.host_header = name if port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
         self.idle: list[_Connection] = []
 
 
@@ -304,9 +305,9 @@ class StreamWire:
             return hit  # type: ignore[return-value]
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), parts.hostname or ""
-        if scheme not in ("http", "https") or not host:
+        if scheme not in _DEFAULT_PORTS or not host:
             raise _no_answer(ValueError(f"not an http(s) URL: {url!r}"))
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port or _DEFAULT_PORTS[scheme]
         proxy = urllib.request.getproxies().get(scheme)
         if proxy and not urllib.request.proxy_bypass(host):
             self._targets[(method, url)] = None
