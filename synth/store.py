@@ -208,12 +208,10 @@ class RunStore:
         # other bookkeeping rows (spend, few-shot draws) committed with the same burst
         self._journal: list[tuple[str, tuple[Any, ...]]] = []
         self._fewshot_pending: dict[tuple[str, str], Any] = {}
-        # Whether the responses table held none when first asked (None: not looked), and
-        # the keys this process stored since it opened.
-        self._responses_fresh: bool | None = None
+        # Tables that held no row when first asked about (see _held_none), and the response
+        # keys this process stored since it opened.
+        self._held_none_at: dict[str, bool] = {}
         self._stored = _KeyFilter()
-        # Whether the fewshot table held no draw before this process drew (None: not looked).
-        self._fewshot_fresh: bool | None = None
         self._flush_scheduled = False
         #: Set by the first failed write; the LLM client sends nothing more once it is set.
         self.write_failed: StoreWriteFailed | None = None
@@ -253,6 +251,15 @@ class RunStore:
     #: window, responses and the records that used them together.
     FLUSH_S = 0.05
 
+    def _held_none(self, table: str) -> bool:
+        """Whether ``table`` held no row when first asked about in this process (remembered:
+        later rows are this process's own, which it keeps track of itself)."""
+        empty = self._held_none_at.get(table)
+        if empty is None:
+            empty = self._held_none_at[table] = self.db.execute(
+                f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+        return empty
+
     def get_response(self, key: str) -> dict[str, Any] | None:
         """The response stored under ``key``, None if there is none.
 
@@ -263,10 +270,7 @@ class RunStore:
         pending = self._pending.get(key)
         if pending is not None:
             return orjson.loads(pending[2])
-        if self._responses_fresh is None:
-            self._responses_fresh = self.db.execute(
-                "SELECT 1 FROM responses LIMIT 1").fetchone() is None
-        if self._responses_fresh and key not in self._stored:
+        if self._held_none("responses") and key not in self._stored:
             return None
         row = self.db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
@@ -529,10 +533,7 @@ class RunStore:
         pending = self._fewshot_pending.get((record_id, key))
         if pending is not None:
             return pending
-        if self._fewshot_fresh is None:
-            self._fewshot_fresh = self.db.execute(
-                "SELECT 1 FROM fewshot LIMIT 1").fetchone() is None
-        if self._fewshot_fresh:
+        if self._held_none("fewshot"):
             return None
         row = self.db.execute("SELECT cases FROM fewshot WHERE record_id = ? AND key = ?",
                               (record_id, key)).fetchone()
