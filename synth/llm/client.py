@@ -11,15 +11,15 @@ letting every record burn its retries, and stops the run after ``--max-outage``.
 Chat completions go over a lean wire (:mod:`synth.llm.wire`: HTTP/1.1 on asyncio streams parsed
 by httptools, a keep-alive pool, orjson both ways): the ``openai`` SDK costs ~2 ms of CPU per
 request, tens of times the wire work, and that is the ceiling of a single Python core against a
-fast server. The model list goes over the same wire; the SDK
-stays for the Files/Batch APIs other modules use (imported there, not at start-up). Status codes
-are classified here exactly as the SDK's exception classes were: 429/408/409/5xx, timeouts,
-resets and a 200 whose body is not JSON are retried (Retry-After / retry-after-ms honoured);
-400/422 and llama.cpp's HTTP 500 "validation error" are ``llm_bad_request``; 401/403 and 404 end
-the run. The environment's HTTP(S)_PROXY / NO_PROXY apply as they did over the SDK's httpx
-client. The admission hooks see every attempt on this wire: its status, its headers
-(``x-ratelimit-*``, Retry-After) and its usage. An executor's :class:`Transport` (Ray sender
-actors) sends misses elsewhere; each sender's own client uses this same wire.
+fast server. The model list goes over the same wire; the SDK stays for the Files/Batch APIs
+other modules use (imported there, not at start-up). Status codes are classified here exactly as
+the SDK's exception classes were: 429/408/409/5xx, timeouts, resets and a 200 whose body is not
+JSON are retried (Retry-After / retry-after-ms honoured); 400/422 and llama.cpp's HTTP 500
+"validation error" are ``llm_bad_request``; 401/403 and 404 end the run. The environment's
+HTTP(S)_PROXY / NO_PROXY apply as they did over the SDK's httpx client. The admission hooks see
+every attempt on this wire: its status, its headers (``x-ratelimit-*``, Retry-After) and its
+usage. An executor's :class:`Transport` (Ray sender actors) sends misses elsewhere; each
+sender's own client uses this same wire.
 """
 
 from __future__ import annotations
