@@ -169,9 +169,10 @@ class RunStore:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        # Called on every record before it is stored (kept or rejected): the secrets check
-        # (synth.filters.secrets) redacts in place, so no table holds a finding.
-        self.scrub: Callable[[Record], object] | None = None
+        # Called on every record before it is stored (kept or rejected), with its JSON; returns
+        # the JSON to store: the secrets check (synth.filters.secrets) redacts the record in
+        # place and writes it again when it held a finding, so no table holds one.
+        self.scrub: Callable[[Record, str], str] | None = None
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -407,13 +408,14 @@ class RunStore:
         for :meth:`flush_soon`, which the pipeline calls before it waits for more work, or for
         the :meth:`flush` when it stops.
         """
+        text = record.to_json()
         if self.scrub is not None:
-            self.scrub(record)
+            text = self.scrub(record, text)
         self._journal.append((
             "INSERT OR REPLACE INTO results (id, ord, status, stage, reason, gen, record) "
             "VALUES (?,?,?,?,?,?,?)",
             (record.id, int(record.meta.get("index", 0)), status, stage, reason, self.gen,
-             record.to_json())))
+             text)))
         self._schedule(defer=True)
 
     @contextlib.contextmanager

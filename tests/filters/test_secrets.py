@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import copy
+import json
 from collections import Counter
 
 import pytest
@@ -12,7 +14,9 @@ from synth.filters.secrets import (
     SecretScanner,
     SecretsPolicy,
     SeedScrubber,
+    _automaton,
     redact_blocks_keep_lines,
+    trigger_free,
 )
 from synth.records import Record
 from synth.seeds.corpus import SourceFile
@@ -312,3 +316,50 @@ def test_scrub_record_skips_synth_hashes_but_not_user_columns_of_that_name() -> 
     row = Record(id="x", meta={"extra": {"seed_id": email}})
     policy.scrub_record(row, meta=False)
     assert row.meta["extra"]["seed_id"] == "<EMAIL>"
+
+
+def test_no_trigger_holds_a_character_that_json_escapes() -> None:
+    # trigger_free over a record's JSON stands for a scan of each of its strings only because
+    # every trigger occurs unbroken in the JSON of a string holding it
+    # (Record.to_json writes non-ASCII characters as they are, as json does without
+    # ensure_ascii; "contraseña" written as \u00f1 would hide)
+    for pattern in _automaton()[2]:
+        assert json.dumps(pattern, ensure_ascii=False) == f'"{pattern}"', pattern
+        record = Record(id="x", meta={"k": [f"x\n{pattern.upper()}\t"]})
+        assert trigger_free(record.to_json()) is False, pattern
+    assert not trigger_free(Record(id="x", input="host\n10.1.2.3").to_json())
+    assert not trigger_free(Record(id="x", meta={"a": "fe80::1:2"}).to_json())
+    assert trigger_free(Record(id="x", response="def add(a, b):\n    return a + b\n").to_json())
+
+
+def _placed(value: str) -> list[Record]:
+    """``value`` in every place a stored record holds text, beside characters JSON escapes."""
+    exchange = {"messages": [{"role": "user", "content": f'say "{value}"\n'}],
+                "output": f"\t{value}\\"}
+    return [Record(id="s", seed=f"x = '{value}'\n", lang="python"),
+            Record(id="r", response=f'k = "{value}"', lang="python"),
+            Record(id="m", meta={"raw": exchange, "rounds": [{"generator": exchange}]}),
+            Record(id="e", meta={"extra": {"note": f"{value}\n"}, "tests": [f"\"{value}\""]})]
+
+
+@pytest.mark.parametrize(("kind", "value", "path"), PLANTED,
+                         ids=[f"{k}-{p}" for k, _, p in PLANTED])
+def test_a_stored_record_is_the_one_scrub_record_would_store(kind: str, value: str,
+                                                            path: str) -> None:
+    for record in _placed(value) + _placed(KEEP[len(value) % len(KEEP)]):
+        walked = copy.deepcopy(record)
+        old_found = SecretsPolicy().scrub_record(walked)
+        policy = SecretsPolicy()
+        stored = policy.stored(record, record.to_json())
+        assert stored == walked.to_json()
+        assert policy.counts.get("records", Counter()) == old_found
+        assert value not in stored or not old_found
+
+
+def test_a_record_without_any_trigger_is_stored_without_a_walk() -> None:
+    policy = SecretsPolicy()
+    record = Record(id="r", instruction="Write `add(a, b)`.", response="def add(a, b): ...",
+                    meta={"rounds": [{"output": '{"problem": "Write add"}'}]})
+    policy.scrub_record = None  # type: ignore[assignment,method-assign]  # (a walk would fail)
+    text = record.to_json()
+    assert policy.stored(record, text) is text
