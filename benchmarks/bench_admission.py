@@ -34,6 +34,7 @@ from synth.llm import batch  # noqa: E402
 from synth.llm.client import LLMClient, SamplingParams, cache_key  # noqa: E402
 from synth.llm.cost import CostMeter  # noqa: E402
 from synth.llm.limits import Admission  # noqa: E402
+from synth.llm.wire import HttpxWire  # noqa: E402
 from synth.store import RunStore  # noqa: E402
 
 
@@ -66,8 +67,9 @@ async def drive(kind: str, capacity: int, service_s: float, ceiling: int, second
     cfg = LLMConfig(concurrency=ceiling, backoff_base_s=0.005, backoff_max_s=0.05,
                     max_attempts=100)
     admission = Admission(ceiling, None, None, CostMeter(store))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = LLMClient("http://mock.local/v1", "m", store, cfg, Counter(), http, admission)
+    wire = HttpxWire(httpx.AsyncClient(transport=httpx.MockTransport(handler)), cfg.timeout_s)
+    client = LLMClient("http://mock.local/v1", "m", store, cfg, Counter(), admission=admission,
+                       wire=wire)
     done = 0
     stop = time.monotonic() + seconds
     counter = 0

@@ -50,6 +50,7 @@ from synth.generators.loop import TaskStage  # noqa: E402
 from synth.generators.verify import Verifier  # noqa: E402
 from synth.generators.verifystep import VerifyStep, seed_function  # noqa: E402
 from synth.llm.client import LLMClient, SamplingParams  # noqa: E402
+from synth.llm.wire import HttpxWire  # noqa: E402
 from synth.pipeline import RunContext, run_stages  # noqa: E402
 from synth.prompts import Prompts  # noqa: E402
 from synth.records import Record  # noqa: E402
@@ -236,10 +237,11 @@ def main() -> None:
                     if endpoint is None:
                         report["endpoint"] = "scripted (llama-cpp-python not installed)"
                         scripted = Scripted()
+                        mock = httpx.MockTransport(scripted.handler)
                         client = LLMClient("http://scripted/v1", "scripted", store,
                                            LLMConfig(concurrency=4), Counter(),
-                                           httpx.AsyncClient(
-                                               transport=httpx.MockTransport(scripted.handler)))
+                                           wire=HttpxWire(httpx.AsyncClient(transport=mock),
+                                                          LLMConfig().timeout_s))
                         dialect = "json_schema"
                         # the script can only translate and repair its own pool's functions
                         work = ([r.for_task("codegen") for r in recs]

@@ -12,12 +12,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from synth.config import LLMConfig
 from synth.llm.client import LLMClient
+from synth.llm.wire import HttpxWire
 from synth.store import RunStore
 
 TESTS = Path(__file__).parent
@@ -94,15 +96,22 @@ def store(tmp_path: Path) -> Iterator[RunStore]:
         yield s
 
 
+def mock_wire(handler: Callable[[httpx.Request], Any], timeout_s: float = 600.0) -> HttpxWire:
+    """A wire whose requests go to ``handler`` (sync or async, through an
+    ``httpx.MockTransport``), not a socket."""
+    return HttpxWire(httpx.AsyncClient(transport=httpx.MockTransport(handler)), timeout_s)
+
+
 def mock_client(handler: Callable[[httpx.Request], httpx.Response], store: RunStore,
                 **config: object) -> LLMClient:
-    """An LLMClient whose HTTP goes to ``handler`` through the real AsyncOpenAI stack."""
+    """An LLMClient whose requests go to ``handler`` (the client's own code, all of it, over
+    a :func:`mock_wire`)."""
     defaults: dict[str, object] = {"backoff_base_s": 0.01, "backoff_max_s": 0.05,
                                    "max_attempts": 4}
     defaults.update(config)
     cfg = LLMConfig(**defaults)  # type: ignore[arg-type]
-    transport = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return LLMClient("http://mock.local/v1", "mock-model", store, cfg, Counter(), transport)
+    return LLMClient("http://mock.local/v1", "mock-model", store, cfg, Counter(),
+                     wire=mock_wire(handler, cfg.timeout_s))
 
 
 def chat_response(text: str, finish_reason: str = "stop") -> dict[str, object]:

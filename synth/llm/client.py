@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-import httpx
 import orjson
 
 from synth.config import LLMConfig, api_key
@@ -52,7 +51,7 @@ from synth.errors import (
 from synth.llm.cost import Budget, CostMeter
 from synth.llm.health import gate_for
 from synth.llm.limits import Admission
-from synth.llm.wire import HttpxWire, StreamWire, TransportFailure, Wire
+from synth.llm.wire import StreamWire, TransportFailure, Wire
 from synth.store import RunStore
 
 log = logging.getLogger("synth.llm")
@@ -360,11 +359,9 @@ class LLMClient:
         store: run store holding the request cache.
         config: concurrency, timeouts, retry bounds, rate limits.
         stats: counters this client bumps (requests, retries, cache_hits, tokens_in/out, ...).
-        http_client: optional httpx client (tests pass one with a ``MockTransport``); chat
-            completions then go through it instead of the stream wire.
         admission: the admission object (default: one built from ``config``).
-        wire: how requests go over HTTP (default: :class:`synth.llm.wire.StreamWire`, or
-            ``http_client`` when given).
+        wire: how requests go over HTTP (default: :class:`synth.llm.wire.StreamWire`; tests
+            pass a :class:`synth.llm.wire.HttpxWire` over an ``httpx.MockTransport``).
 
     ``defer``: when set, a request that is not cached is handed to ``defer(key, body)`` and
     fails with reason ``deferred`` instead of being sent (Batch API submission, dry runs).
@@ -372,7 +369,6 @@ class LLMClient:
 
     def __init__(self, base_url: str, model: str, store: RunStore, config: LLMConfig,
                  stats: Counter[str] | None = None,
-                 http_client: httpx.AsyncClient | None = None,
                  admission: Admission | None = None,
                  transport: Transport | None = None,
                  wire: Wire | None = None) -> None:
@@ -381,10 +377,7 @@ class LLMClient:
         self.store = store
         self.config = config
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        if wire is None:
-            wire = (HttpxWire(http_client, config.timeout_s) if http_client is not None
-                    else StreamWire(config.timeout_s))
-        self._wire = wire
+        self._wire = wire if wire is not None else StreamWire(config.timeout_s)
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key()}",
                          "Content-Type": "application/json", "Accept": "application/json"}

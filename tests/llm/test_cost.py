@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import test_batch
-from conftest import FakeEndpoint, chat_response
+from conftest import FakeEndpoint, chat_response, mock_wire
 from test_batch import cli, gen_args, rows
 
 from synth.config import LLMConfig
@@ -53,8 +53,8 @@ def test_failed_and_retried_attempts_are_booked(store: RunStore) -> None:
         return httpx.Response(200, json=chat_response("ok"))
 
     cfg = LLMConfig(backoff_base_s=0.001, backoff_max_s=0.002, price_in=1e6, price_out=1e6)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = LLMClient("http://mock.local/v1", "m", store, cfg, Counter(), http)
+    client = LLMClient("http://mock.local/v1", "m", store, cfg, Counter(),
+                       wire=mock_wire(handler, cfg.timeout_s))
     asyncio.run(client.complete([{"role": "user", "content": "hello"}], SamplingParams()))
     meter = client.admission.meter
     assert meter.attempts == 3 and meter.failed_attempts == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import chat_response
+from conftest import chat_response, mock_wire
 
 from synth.config import LLMConfig
 from synth.llm import limits
@@ -29,8 +29,8 @@ def client_for(handler: Handler, store: RunStore, concurrency: int, minute_s: fl
                     max_attempts=max_attempts)
     admission = Admission(concurrency, None, None, CostMeter(store), minute_s=minute_s)
     admission.trace = []
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return LLMClient("http://mock.local/v1", "mock-model", store, cfg, Counter(), http, admission)
+    return LLMClient("http://mock.local/v1", "mock-model", store, cfg, Counter(),
+                     admission=admission, wire=mock_wire(handler, cfg.timeout_s))
 
 
 async def send(client: LLMClient, n: int, prefix: str = "") -> None:
