@@ -138,17 +138,17 @@ def refresh(run_dir: Path, device: str | None = None, secrets: str | None = None
     """
     from synth.executors import current
     from synth.pipeline import step_progress
-    from synth.seeds.refresh import coreset_embedder, read_coreset_state
+    from synth.seeds.refresh import coreset_embedder
     from synth.seeds.refresh import refresh as run_refresh
     from synth.store import RunStore
 
     counts: Counter[str] = Counter()
     with RunStore(run_dir), step_progress("refresh") as (on_embed, _):
-        state = read_coreset_state(run_dir)
         # Ray: the new seeds are encoded by the embedding actors, as in `seeds select`.
-        embedder = current().embedder(coreset_embedder(state, device)) if state else None
-        report = run_refresh(run_dir, counts, device=device, embedder=embedder,
-                             on_embed=on_embed, secrets=secrets, secrets_allow=secrets_allow)
+        report = run_refresh(
+            run_dir, counts, device=device,
+            make_embedder=lambda state: current().embedder(coreset_embedder(state, device)),
+            on_embed=on_embed, secrets=secrets, secrets_allow=secrets_allow)
     return report, counts
 
 

@@ -135,13 +135,14 @@ def read_coreset_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
-            embedder: Embedder | None = None,
+            make_embedder: Callable[[dict[str, Any]], Embedder] | None = None,
             on_embed: Callable[[int, int], None] | None = None, secrets: str | None = None,
             secrets_allow: tuple[str, ...] | None = None) -> RefreshReport:
     """Bring ``RUN/seeds.jsonl`` (and the coreset, if any) up to date with the sources.
 
     ``secrets``/``secrets_allow`` override the extraction's (from the manifest) for new and
-    changed files.
+    changed files. ``make_embedder`` builds the embedder from the coreset's state, and only
+    when new seeds must be embedded (default: :func:`coreset_embedder` on ``device``).
     """
     run_dir = Path(run_dir)
     roots, datasets, cfg = read_manifest(run_dir)
@@ -205,13 +206,14 @@ def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
         new_seeds = list(read_seeds(seeds_path))  # untouched file, untouched order
     state = read_coreset_state(run_dir)
     if state is not None:
-        report.coreset = _extend_coreset(run_dir, state, new_seeds, report.changed(), embedder,
+        report.coreset = _extend_coreset(run_dir, state, new_seeds, report.changed(), make_embedder,
                                          device, on_embed)
     return report
 
 
 def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], changed: bool,
-                    embedder: Embedder | None, device: str | None,
+                    make_embedder: Callable[[dict[str, Any]], Embedder] | None,
+                    device: str | None,
                     on_embed: Callable[[int, int], None] | None) -> CoresetReport:
     """Keep the surviving centres as already chosen and add new ones by KCenterGreedy up to k."""
     position = {r.id: i for i, r in enumerate(seeds)}
@@ -226,8 +228,8 @@ def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], c
     chosen: list[int] = []
     radii: list[float] = []
     if k:
-        if embedder is None:
-            embedder = coreset_embedder(state, device)
+        embedder = (make_embedder(state) if make_embedder is not None
+                    else coreset_embedder(state, device))
         if embedder.name != state["model"]:
             raise ConfigError(f"the coreset was built with embedder {state['model']!r}; refresh "
                               f"with the same one (got {embedder.name!r})")
