@@ -102,6 +102,7 @@ class Embedder:
         self._device = "cpu"
         self._bf16: bool | None = None
         self._replicas: list[Any] = []
+        self._params: int | None = None  # the model's parameter count (counted once)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -140,7 +141,11 @@ class Embedder:
         import torch
 
         n = min(torch.get_num_threads(), batches) if device == "cpu" else 1
-        if n < 2 or sum(p.numel() for p in model.parameters()) > self.REPLICA_MAX_PARAMS:
+        if n < 2:
+            return [model]
+        if self._params is None:
+            self._params = sum(p.numel() for p in model.parameters())
+        if self._params > self.REPLICA_MAX_PARAMS:
             return [model]
         while len(self._replicas) < n - 1:
             self._replicas.append(self._new_model())
