@@ -450,7 +450,6 @@ class Admission:
         self.meter = meter
         self.budget = budget
         self.trace: list[tuple[float, int, int]] | None = None  # (t, window, in flight)
-        self._tokenizers: set[str] = set()  # models whose tokenizer is loaded
 
     async def acquire(self, model: str, messages: list[dict[str, str]], max_tokens: int,
                       key: str = "") -> Ticket:
@@ -460,11 +459,10 @@ class Admission:
             BudgetExhausted: sending it could exceed the budget (after the requests in flight
                 have finished and been cached).
         """
-        if model not in self._tokenizers:
-            # Loaded before the first request, not mid-run at the first failure that must be
-            # counted: a tokenizer file fetched then would stall every request in flight.
-            _encoding(model)
-            self._tokenizers.add(model)
+        # The model's tokenizer is loaded at its first request (then a cache hit), not mid-run
+        # at the first failure that must be counted: a tokenizer file fetched then would stall
+        # every request in flight.
+        _encoding(model)
         # Counting the prompt's tokens costs more than the rest of admission: only a budget and
         # a TPM limit need it before sending. A TPM limit the endpoint announces while this
         # request waits paces it by max_tokens alone (the next requests are counted).

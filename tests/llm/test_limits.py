@@ -72,15 +72,15 @@ def test_prompt_tokens_are_counted_only_when_needed(store: RunStore) -> None:
 
 
 def test_admission_loads_a_models_tokenizer_before_its_first_request(
-        store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: RunStore) -> None:
     """Not mid-run at the first failure that must be counted (a tokenizer file fetched then
     stalls every request in flight), and once per model."""
-    loaded: list[str] = []
-    real = limits._encoding
-    monkeypatch.setattr(limits, "_encoding", lambda model: loaded.append(model) or real(model))
+    limits._encoding.cache_clear()
+    loaded: list[int] = []  # tokenizers loaded so far, after each admitted request
 
     async def admit(admission: Admission, model: str) -> None:
         ticket = await admission.acquire(model, [{"role": "user", "content": "hi"}], 16)
+        loaded.append(limits._encoding.cache_info().misses)
         assert ticket.tokens_in is None  # loaded, yet nothing counted
         await admission.window.release(200, 0.01, None, ticket.epoch)
 
@@ -90,7 +90,7 @@ def test_admission_loads_a_models_tokenizer_before_its_first_request(
             await admit(admission, model)
 
     asyncio.run(run())
-    assert loaded == ["m", "n"]
+    assert loaded == [1, 1, 2, 2]
 
 
 def test_embedded_vocabulary_counts_as_llama_cpp_does_without_touching_stdio(
