@@ -138,17 +138,14 @@ def refresh(run_dir: Path, device: str | None = None, secrets: str | None = None
     """
     from synth.executors import current
     from synth.pipeline import step_progress
-    from synth.seeds.refresh import coreset_embedder
     from synth.seeds.refresh import refresh as run_refresh
     from synth.store import RunStore
 
     counts: Counter[str] = Counter()
     with RunStore(run_dir), step_progress("refresh") as (on_embed, _):
         # Ray: the new seeds are encoded by the embedding actors, as in `seeds select`.
-        report = run_refresh(
-            run_dir, counts, device=device,
-            make_embedder=lambda state: current().embedder(coreset_embedder(state, device)),
-            on_embed=on_embed, secrets=secrets, secrets_allow=secrets_allow)
+        report = run_refresh(run_dir, counts, device=device, embed_with=current().embedder,
+                             on_embed=on_embed, secrets=secrets, secrets_allow=secrets_allow)
     return report, counts
 
 

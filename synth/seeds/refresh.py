@@ -135,14 +135,15 @@ def read_coreset_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
-            make_embedder: Callable[[dict[str, Any]], Embedder] | None = None,
+            embed_with: Callable[[Embedder], Embedder] | None = None,
             on_embed: Callable[[int, int], None] | None = None, secrets: str | None = None,
             secrets_allow: tuple[str, ...] | None = None) -> RefreshReport:
     """Bring ``RUN/seeds.jsonl`` (and the coreset, if any) up to date with the sources.
 
     ``secrets``/``secrets_allow`` override the extraction's (from the manifest) for new and
-    changed files. ``make_embedder`` builds the embedder from the coreset's state, and only
-    when new seeds must be embedded (default: :func:`coreset_embedder` on ``device``).
+    changed files. New seeds are embedded with the coreset's own embedder
+    (:func:`coreset_embedder`), built only when some must be; ``embed_with`` wraps it (an
+    executor's embedding actors).
     """
     run_dir = Path(run_dir)
     roots, datasets, cfg = read_manifest(run_dir)
@@ -206,14 +207,13 @@ def refresh(run_dir: Path, counts: Counter[str], *, device: str | None = None,
         new_seeds = list(read_seeds(seeds_path))  # untouched file, untouched order
     state = read_coreset_state(run_dir)
     if state is not None:
-        report.coreset = _extend_coreset(run_dir, state, new_seeds, report.changed(), make_embedder,
-                                         device, on_embed)
+        report.coreset = _extend_coreset(run_dir, state, new_seeds, report.changed(),
+                                         embed_with, device, on_embed)
     return report
 
 
 def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], changed: bool,
-                    make_embedder: Callable[[dict[str, Any]], Embedder] | None,
-                    device: str | None,
+                    embed_with: Callable[[Embedder], Embedder] | None, device: str | None,
                     on_embed: Callable[[int, int], None] | None) -> CoresetReport:
     """Keep the surviving centres as already chosen and add new ones by KCenterGreedy up to k."""
     position = {r.id: i for i, r in enumerate(seeds)}
@@ -228,8 +228,9 @@ def _extend_coreset(run_dir: Path, state: dict[str, Any], seeds: list[Record], c
     chosen: list[int] = []
     radii: list[float] = []
     if k:
-        embedder = (make_embedder(state) if make_embedder is not None
-                    else coreset_embedder(state, device))
+        embedder = coreset_embedder(state, device)
+        if embed_with is not None:
+            embedder = embed_with(embedder)
         if embedder.name != state["model"]:
             raise ConfigError(f"the coreset was built with embedder {state['model']!r}; refresh "
                               f"with the same one (got {embedder.name!r})")
